@@ -1,0 +1,30 @@
+# Two commands on a fresh machine:  `make run` (the main job) and `make test` (the tests).
+# Both create the virtual environment .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+# The embedded default: tracking and registry in SQLite, artifacts under ./mlruns.
+# Set MLFLOW_TRACKING_URI in your shell to use a tracking server instead.
+export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
+export MLFLOW_EXPERIMENT_NAME ?= deepfake-detection
+
+.PHONY: install run test ui clean
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+run: install
+	PATH="$(BIN):$$PATH" mlflow run . -e main --env-manager local
+
+test: install
+	$(BIN)/python -m pytest
+
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)
+
+clean:
+	rm -rf $(VENV) data mlflow.db

@@ -1,0 +1,132 @@
+"""One command-line interface; every MLproject entry point calls it. Parsing only."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from deepfake_detection.config import PrepareSettings
+from deepfake_detection.errors import DeepfakeError
+
+PREPARE = PrepareSettings()
+
+
+class _Group(click.Group):
+    """Turns the errors users can act on into a one-line message and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DeepfakeError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="deepfake-image-detection")
+@click.option("-v", "--verbose", is_flag=True, help="Log more detail.")
+def main(verbose: bool) -> None:
+    """Tell real photographs from GAN-generated images. Labels: fake = 1 (positive), real = 0."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
+
+
+def _prepare_options(function):
+    options = [
+        click.option("--source", type=click.Choice(["bench", "kaggle"]), default=PREPARE.source,
+                     help="bench: build the offline benchmark; kaggle: combine the Kaggle downloads."),
+        click.option("--output", default=PREPARE.output, help="Dataset folder to create."),
+        click.option("--kaggle-140k", default=PREPARE.kaggle_140k,
+                     help="Folder or .zip of the '140k real and fake faces' download."),
+        click.option("--ciplab", default=PREPARE.ciplab,
+                     help="Folder or .zip of the 'real and fake face detection' (ciplab) download."),
+        click.option("--image-size", type=click.IntRange(16, 1024), default=PREPARE.image_size,
+                     help="Bench: side of the square images in pixels."),
+        click.option("--num-images", type=click.IntRange(2), default=PREPARE.num_images,
+                     help="Bench: images per class."),
+        click.option("--difficulty", type=click.FloatRange(0, 1), default=PREPARE.difficulty,
+                     help="Bench: strength of the post-processing shared by both classes (0 = clean)."),
+        click.option("--seed", type=int, default=PREPARE.seed, help="Seed for splits and the bench builder."),
+        click.option("--split", default=PREPARE.split, help="Bench: train,valid,test fractions."),
+        click.option("--ciplab-split", default=PREPARE.ciplab_split, help="Ciplab: train,valid,test fractions."),
+        click.option("--generator-steps", type=click.IntRange(1), default=PREPARE.generator_steps,
+                     help="Bench: training steps of each generator network."),
+        click.option("--link-mode", type=click.Choice(["auto", "hardlink", "symlink", "copy"]),
+                     default=PREPARE.link_mode, help="Kaggle folders: how images enter the dataset."),
+        click.option("--overwrite", type=bool, default=PREPARE.overwrite, help="Replace an existing dataset folder."),
+        click.option("--track", type=bool, default=True, help="Log the prepare as an MLflow run."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def run_prepare(settings: PrepareSettings, track: bool = True):
+    """Prepare a dataset as ``settings`` say, logging it to MLflow when ``track``."""
+    from deepfake_detection import tracking
+    from deepfake_detection.data.prepare import parse_fractions, prepare_bench, prepare_kaggle
+
+    if track:
+        tracking.configure()
+    if settings.source == "bench":
+        report = prepare_bench(
+            Path(settings.output), settings.image_size, settings.num_images, settings.difficulty,
+            settings.seed, parse_fractions(settings.split), settings.generator_steps, settings.overwrite,
+        )  # fmt: skip
+    else:
+        report = prepare_kaggle(
+            Path(settings.output), _optional_path(settings.kaggle_140k), _optional_path(settings.ciplab),
+            parse_fractions(settings.ciplab_split), settings.seed, settings.overwrite, settings.link_mode,
+        )  # fmt: skip
+    if track:
+        with tracking.run(f"prepare-{settings.source}", tags={"step": "prepare"}):
+            tracking.log_prepared_dataset(report)
+    _print_report(report)
+    return report
+
+
+def _print_report(report) -> None:
+    click.echo(f"dataset: {report.output}  (digest {report.digest}, labels: fake=1 positive, real=0)")
+    for split, by_label in sorted(report.counts.items()):
+        click.echo(f"  {split:<12} real {by_label.get('real', 0):>7}   fake {by_label.get('fake', 0):>7}")
+    click.echo(
+        f"  rejected {report.rejected} (see rejected.csv), duplicates dropped {report.duplicates_dropped} "
+        f"({report.cross_split_duplicates} across splits), normalised {report.normalised}, "
+        f"linked {report.linked}, {report.seconds:.1f} s"
+    )
+    for name, value in report.checks.items():
+        click.echo(f"  shortcut check {name}: {value:.3f}")
+
+
+@main.command()
+@_prepare_options
+def prepare(track: bool, **options) -> None:
+    """Build a dataset folder {train,valid,test}/{real,fake} with manifest.csv and rejected.csv."""
+    run_prepare(PrepareSettings(**options), track=track)
+
+
+@main.command(name="main")
+@click.option("--data", default=PREPARE.output, help="Dataset folder; the benchmark is built there if missing.")
+@click.option("--image-size", type=click.IntRange(16, 1024), default=PREPARE.image_size, help="Image side in pixels.")
+@click.option("--num-images", type=click.IntRange(2), default=PREPARE.num_images, help="Bench images per class.")
+@click.option("--seed", type=int, default=PREPARE.seed, help="Seed for every step.")
+def main_job(data: str, image_size: int, num_images: int, seed: int) -> None:
+    """The README's main job: build the offline benchmark if missing, then run every finished step."""
+    from deepfake_detection import tracking
+
+    tracking.configure()
+    with tracking.run("main", tags={"step": "main"}):
+        if Path(data, "manifest.csv").exists():
+            click.echo(f"using the existing dataset at {data}")
+        else:
+            settings = PrepareSettings(source="bench", output=data, image_size=image_size,
+                                       num_images=num_images, seed=seed)  # fmt: skip
+            run_prepare(settings)
+    click.echo(f"runs are in {tracking.tracking_uri()}; look at them with: mlflow ui --backend-store-uri {tracking.tracking_uri()}")
+
+
+__all__ = ["main", "run_prepare"]

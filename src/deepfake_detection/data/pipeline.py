@@ -1,0 +1,201 @@
+"""tf.data input pipeline from a prepared dataset's manifest.
+
+Files are read and decoded in parallel, resized with antialiasing, cached (decoded, before
+augmentation), optionally augmented, batched, preprocessed for the architecture and
+prefetched. Labels: ``fake`` = 1.0, ``real`` = 0.0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deepfake_detection.data.prepare import MANIFEST
+from deepfake_detection.data.sources import LABELS
+from deepfake_detection.errors import DatasetError
+
+# VGGFace (rcmalli, version 1) subtracts these BGR means from BGR pixels.
+VGGFACE_MEAN_BGR = (93.5940, 104.7624, 129.1863)
+PREPROCESSING = ("raw", "unit", "vggface", "densenet")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random training-time augmentation; each step applies to an image with ``probability``.
+
+    ``strength`` in [0, 1] scales all of them (0 = off), so a tuner can search one number.
+    """
+
+    strength: float = 0.5
+    flip: bool = True
+    probability: float = 0.5
+
+    @property
+    def jpeg_quality(self) -> tuple[int, int]:
+        return int(round(95 - 60 * self.strength)), 95
+
+    @property
+    def max_blur_sigma(self) -> float:
+        return 1.5 * self.strength
+
+    @property
+    def min_scale(self) -> float:
+        return 1.0 - 0.5 * self.strength
+
+
+def load_manifest(root: Path | str, split: str | None = None) -> pd.DataFrame:
+    """The manifest of a prepared dataset, optionally one split; paths made absolute."""
+    root = Path(root)
+    path = root / MANIFEST
+    if not path.is_file():
+        raise DatasetError(
+            f"{root} is not a prepared dataset (no {MANIFEST}); build one with `deepfake-detection prepare`"
+        )
+    manifest = pd.read_csv(path, keep_default_na=False, dtype={"level": str, "generator": str, "photo": str})
+    if split is not None:
+        manifest = manifest[manifest["split"] == split]
+        if manifest.empty:
+            raise DatasetError(f"{root} has no images in split {split!r}")
+    manifest = manifest.assign(file=[str(root / p) for p in manifest["path"]])
+    return manifest.reset_index(drop=True)
+
+
+def sample(manifest: pd.DataFrame, num_samples: int, seed: int) -> pd.DataFrame:
+    """At most ``num_samples`` rows (0 = all), balanced over labels, deterministic for ``seed``."""
+    if not num_samples or num_samples >= len(manifest):
+        return manifest
+    per_label = max(1, num_samples // manifest["label"].nunique())
+    parts = [
+        group.sample(n=min(per_label, len(group)), random_state=seed)
+        for _, group in manifest.groupby("label", sort=True)
+    ]
+    return pd.concat(parts).sort_index().reset_index(drop=True)
+
+
+def preprocess(images, mode: str):
+    """Map float32 RGB pixels in [0, 255] to what an architecture expects."""
+    import tensorflow as tf
+
+    if mode == "raw":
+        return images
+    if mode == "unit":
+        return images / 255.0
+    if mode == "vggface":
+        return images[..., ::-1] - tf.constant(VGGFACE_MEAN_BGR, dtype=images.dtype)
+    if mode == "densenet":
+        from keras.applications import densenet
+
+        return densenet.preprocess_input(images)
+    raise ValueError(f"unknown preprocessing {mode!r}; choose from {PREPROCESSING}")
+
+
+def _gaussian_blur(image, sigma):
+    import tensorflow as tf
+
+    radius = 3
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-(x**2) / (2.0 * tf.maximum(sigma, 1e-3) ** 2))
+    kernel = kernel / tf.reduce_sum(kernel)
+    kernel_2d = kernel[:, None] * kernel[None, :]
+    kernel_4d = tf.tile(kernel_2d[:, :, None, None], [1, 1, 3, 1])
+    padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    return tf.nn.depthwise_conv2d(padded, kernel_4d, [1, 1, 1, 1], "VALID")[0]
+
+
+def augment_image(image, seed, augment: Augment, image_size: int):
+    """One random augmentation of a float32 [0, 255] image, keyed by a stateless ``seed`` pair."""
+    import tensorflow as tf
+
+    seeds = tf.random.experimental.stateless_split(seed, num=8)
+
+    def maybe(index, function, value):
+        apply = tf.random.stateless_uniform([], seeds[index]) < augment.probability
+        return tf.cond(apply, lambda: function(value), lambda: value)
+
+    if augment.flip:
+        image = tf.image.stateless_random_flip_left_right(image, seeds[0])
+    if augment.strength <= 0:
+        return image
+    sigma = tf.random.stateless_uniform([], seeds[1], 0.2, 0.2 + augment.max_blur_sigma)
+    image = maybe(2, lambda x: _gaussian_blur(x, sigma), image)
+    scale = tf.random.stateless_uniform([], seeds[3], augment.min_scale, 1.0)
+    small = tf.cast(tf.round(scale * image_size), tf.int32)
+
+    def rescale(x):
+        x = tf.image.resize(x, tf.stack([small, small]), method="bilinear", antialias=True)
+        return tf.image.resize(x, (image_size, image_size), method="bilinear")
+
+    image = maybe(4, rescale, image)
+    low, high = augment.jpeg_quality
+
+    def recompress(x):
+        x = tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
+        x = tf.image.stateless_random_jpeg_quality(x, low, high + 1, seeds[5])
+        return tf.cast(x, tf.float32)
+
+    image = maybe(6, recompress, image)
+    return tf.ensure_shape(image, (image_size, image_size, 3))
+
+
+def decode_and_resize(path, image_size: int):
+    """Read one file (JPEG/PNG/BMP/GIF) as float32 RGB in [0, 255], resized to a square."""
+    import tensorflow as tf
+
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
+    return tf.ensure_shape(image, (image_size, image_size, 3))
+
+
+def make_dataset(
+    root: Path | str,
+    split: str,
+    image_size: int,
+    batch_size: int = 32,
+    preprocessing: str = "raw",
+    augment: Augment | None = None,
+    shuffle: bool = False,
+    seed: int = 42,
+    num_samples: int = 0,
+    cache: bool | str = True,
+    manifest: pd.DataFrame | None = None,
+):
+    """A batched ``tf.data.Dataset`` of ``(images, labels)`` for one split.
+
+    Args:
+        root: prepared dataset folder (with ``manifest.csv``).
+        split: ``train``, ``valid``, ``test`` or a view such as ``test_ciplab``.
+        image_size: images are resized to ``image_size x image_size``.
+        preprocessing: one of ``PREPROCESSING`` (applied after augmentation).
+        augment: training-time augmentation, or None.
+        shuffle: reshuffle every epoch (seeded).
+        num_samples: cap on images, balanced over labels (0 = all).
+        cache: True caches decoded images in memory, a string caches to that file, False not at all.
+        manifest: use these rows instead of reading the split from ``root``.
+    """
+    import tensorflow as tf
+
+    if preprocessing not in PREPROCESSING:
+        raise ValueError(f"unknown preprocessing {preprocessing!r}; choose from {PREPROCESSING}")
+    rows = manifest if manifest is not None else load_manifest(root, split)
+    rows = sample(rows, num_samples, seed)
+    labels = rows["label"].map(LABELS).to_numpy(np.float32)
+    autotune = tf.data.AUTOTUNE
+    dataset = tf.data.Dataset.from_tensor_slices((rows["file"].to_numpy(), labels))
+    dataset = dataset.map(lambda p, y: (decode_and_resize(p, image_size), y), num_parallel_calls=autotune)
+    if cache:
+        dataset = dataset.cache(cache if isinstance(cache, str) else "")
+    if shuffle:
+        dataset = dataset.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    if augment is not None:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+            lambda item, s: (augment_image(item[0], s, augment, image_size), item[1]),
+            num_parallel_calls=autotune,
+        )
+    dataset = dataset.batch(batch_size)
+    if preprocessing != "raw":
+        dataset = dataset.map(lambda x, y: (preprocess(x, preprocessing), y), num_parallel_calls=autotune)
+    return dataset.prefetch(autotune)

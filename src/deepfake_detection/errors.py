@@ -1,0 +1,21 @@
+"""Errors the user can act on. The CLI prints their message and exits non-zero."""
+
+
+class DeepfakeError(Exception):
+    """Base class: something about the input or the environment is wrong, and we say what."""
+
+
+class LayoutError(DeepfakeError):
+    """A source folder or archive does not have the expected layout."""
+
+
+class UnsafeArchiveError(DeepfakeError):
+    """A zip archive has members that would be written outside the target folder."""
+
+
+class DatasetError(DeepfakeError):
+    """A prepared dataset is missing, incomplete or inconsistent."""
+
+
+class TrackingError(DeepfakeError):
+    """The MLflow tracking server cannot be reached or used."""
