@@ -18,14 +18,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def isolated_tracking(tmp_path, monkeypatch):
     """Every test gets its own working folder, SQLite tracking store and ./mlruns."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)  # the CLI sets it process-wide; reset it for each test
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     random.seed(0)
     np.random.seed(0)
     yield
-    import mlflow
-
     while mlflow.active_run() is not None:
         mlflow.end_run()
 

@@ -1,0 +1,148 @@
+"""The command-line interface and the MLproject entry points that call it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import mlflow
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import write_ciplab
+
+from deepfake_detection.cli import main
+
+PROJECT = Path(__file__).resolve().parents[1]
+TINY_BENCH = ["--image-size", "16", "--num-images", "6", "--generator-steps", "2"]
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", [[], ["prepare"], ["main"]])
+def test_help(command):
+    result = _invoke(*command, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_mlproject_parameters_match_the_cli():
+    spec = yaml.safe_load((PROJECT / "MLproject").read_text())
+    for name, entry in spec["entry_points"].items():
+        command = main.commands[name]
+        options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+        for parameter, declared in entry["parameters"].items():
+            assert f"{{{parameter}}}" in entry["command"], (name, parameter)
+            assert f"--{parameter.replace('_', '-')} {{{parameter}}}" in " ".join(entry["command"].split())
+            option = options[parameter]
+            default = option.default
+            if isinstance(default, bool):
+                assert str(declared["default"]).lower() == str(default).lower(), (name, parameter)
+            elif isinstance(default, (int, float)):
+                assert declared["type"] == "float" and float(declared["default"]) == default, (name, parameter)
+            else:
+                assert declared["type"] == "string" and declared["default"] == default, (name, parameter)
+
+
+def test_prepare_bench_logs_a_run_with_its_dataset(tmp_path):
+    result = _invoke("prepare", "--output", str(tmp_path / "data"), *TINY_BENCH)
+    assert result.exit_code == 0, result.output
+    assert "fake=1 positive" in result.output and "spectrum_auc" in result.output
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("deepfake-detection")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "prepare-bench"
+    assert run.data.params["prepare.num_images"] == "6" and run.data.params["prepare.source"] == "bench"
+    assert run.data.metrics["images_total"] == 12 and run.data.metrics["images_rejected"] == 0
+    assert 0 <= run.data.metrics["colour_histogram_auc"] <= 1
+    assert run.data.tags["positive_class"] == "fake" and len(run.data.tags["dataset_digest"]) == 16
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "dataset")}
+    assert artifacts == {"dataset/manifest.csv", "dataset/rejected.csv", "dataset/dataset.json"}
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == run.data.tags["dataset_digest"]
+    assert dataset_input.tags[0].value == "prepared"
+    assert Path(client.get_experiment(experiment.experiment_id).artifact_location.replace("file://", "")) == (
+        tmp_path / "mlruns"
+    )
+
+
+def test_prepare_kaggle_from_the_cli(tmp_path):
+    ciplab = write_ciplab(tmp_path / "ciplab")
+    result = _invoke("prepare", "--source", "kaggle", "--ciplab", str(ciplab), "--output", str(tmp_path / "out"),
+                     "--track", "false")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "test_ciplab").is_dir()
+    assert not (tmp_path / "mlflow.db").exists()  # --track false touches no tracking store
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "kaggle"], "needs --kaggle-140k and/or --ciplab"),
+        (["--source", "kaggle", "--ciplab", "/no/such/download.zip"], "does not exist"),
+        (["--split", "0.5,0.6,0.1"], "summing to 1"),
+        (["--source", "somewhere"], "Invalid value for '--source'"),
+    ],
+)
+def test_bad_arguments_exit_non_zero_with_a_message(tmp_path, args, message):
+    result = CliRunner().invoke(main, ["prepare", "--output", str(tmp_path / "out"), *args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreachable_tracking_server_fails_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["prepare", "--output", str(tmp_path / "out"), *TINY_BENCH])
+    assert result.exit_code == 1
+    assert "cannot reach the MLflow tracking server at http://127.0.0.1:9" in result.output
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "out").exists()
+
+
+def test_python_dash_m_entry_point():
+    result = subprocess.run([sys.executable, "-m", "deepfake_detection", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "prepare" in result.stdout
+
+
+@pytest.mark.slow
+def test_mlflow_run_prepare_entry_point(tmp_path):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_EXPERIMENT_NAME": "deepfake-detection"}  # fmt: skip
+    command = [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", "prepare", "--env-manager", "local",
+               "-P", f"output={tmp_path / 'data'}", "-P", "image_size=16", "-P", "num_images=6",
+               "-P", "generator_steps=2"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "data" / "manifest.csv").is_file()
+    client = mlflow.MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.project.entryPoint"] == "prepare"
+    assert run.data.metrics["images_total"] == 12
+    assert run.inputs.dataset_inputs
+
+
+def test_main_builds_the_benchmark_once_and_nests_its_runs(tmp_path):
+    data = tmp_path / "data"
+    first = _invoke("main", "--data", str(data), "--image-size", "16", "--num-images", "6")
+    assert first.exit_code == 0, first.output
+    digest = (data / "dataset.json").read_text()
+    second = _invoke("main", "--data", str(data), "--image-size", "16", "--num-images", "6")
+    assert second.exit_code == 0 and "using the existing dataset" in second.output
+    assert (data / "dataset.json").read_text() == digest
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
+    by_name = {}
+    for run in runs:
+        by_name.setdefault(run.info.run_name, []).append(run)
+    assert len(by_name["main"]) == 2 and len(by_name["prepare-bench"]) == 1
+    (prepare_run,) = by_name["prepare-bench"]
+    parent = prepare_run.data.tags["mlflow.parentRunId"]
+    assert parent in {run.info.run_id for run in by_name["main"]}
