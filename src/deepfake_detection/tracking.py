@@ -77,8 +77,11 @@ def run(name: str, experiment: str = EXPERIMENT_NAME, tags: dict | None = None) 
     """
     import mlflow
 
-    if mlflow.active_run() is not None:
-        with mlflow.start_run(run_name=name, nested=True, tags=tags) as active:
+    parent = mlflow.active_run()
+    if parent is not None:
+        with mlflow.start_run(
+            run_name=name, nested=True, tags=tags, experiment_id=parent.info.experiment_id
+        ) as active:
             yield active
         return
     if os.environ.get("MLFLOW_RUN_ID"):
