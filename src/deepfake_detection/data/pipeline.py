@@ -145,7 +145,18 @@ def decode_and_resize(path, image_size: int):
     import tensorflow as tf
 
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
+    shape = tf.shape(image)
+    size = (image_size, image_size)
+    same = tf.logical_and(shape[0] == image_size, shape[1] == image_size)
+    shrink = tf.logical_or(shape[0] > image_size, shape[1] > image_size)
+    # Antialiasing only matters when shrinking; skip the (slower) filter otherwise.
+    image = tf.case(
+        [
+            (same, lambda: tf.cast(image, tf.float32)),
+            (shrink, lambda: tf.image.resize(image, size, method="bilinear", antialias=True)),
+        ],
+        default=lambda: tf.image.resize(image, size, method="bilinear"),
+    )
     return tf.ensure_shape(image, (image_size, image_size, 3))
 
 
