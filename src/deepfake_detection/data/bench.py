@@ -139,8 +139,10 @@ def generate(
     photos = photos if photos is not None else load_bundled_photos()
     rng = np.random.default_rng(seed)
     training_crops, _ = random_crops(photos, max(256, min(2048, num_images)), image_size, rng)
-    real_crops, real_names = random_crops(photos, num_images, image_size, rng)
-    fake_sources, fake_names = random_crops(photos, num_images, image_size, rng)
+    # Both classes draw their crops from the same sequence of photographs: same subjects.
+    subjects = rng.integers(len(photos), size=num_images)
+    real_crops, real_names = random_crops(photos, num_images, image_size, rng, subjects)
+    fake_sources, fake_names = random_crops(photos, num_images, image_size, rng, subjects)
     families = [GENERATOR_FAMILIES[i % len(GENERATOR_FAMILIES)] for i in range(num_images)]
 
     fakes = np.empty_like(fake_sources)

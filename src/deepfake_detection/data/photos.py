@@ -77,16 +77,26 @@ def load_bundled_photos() -> list[Photo]:
 
 
 def random_crops(
-    photos: list[Photo], count: int, size: int, rng: np.random.Generator
+    photos: list[Photo],
+    count: int,
+    size: int,
+    rng: np.random.Generator,
+    photo_indices: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Square crops at random positions and scales, resized to ``size`` with antialiasing.
 
+    Args:
+        photo_indices: which photo each crop comes from (random if None); passing the same
+            indices for two sets of crops gives both the same mix of subjects.
+
     Returns a ``count x size x size x 3`` uint8 array and the photo name of each crop.
     """
+    if photo_indices is None:
+        photo_indices = rng.integers(len(photos), size=count)
     crops = np.empty((count, size, size, 3), dtype=np.uint8)
     names: list[str] = []
     for i in range(count):
-        photo = photos[int(rng.integers(len(photos)))]
+        photo = photos[int(photo_indices[i])]
         height, width = photo.pixels.shape[:2]
         largest = min(height, width)
         smallest = min(largest, max(size // 2, 16))
