@@ -82,3 +82,12 @@ def test_spectrum_is_informative_but_not_saturated(shortcut_numbers):
     # The clean generator output is far easier: post-processing is what hides the fingerprint.
     assert shortcut_numbers[0.0]["spectrum_auc"] >= 0.9
     assert shortcut_numbers[0.0]["spectrum_auc"] > shortcut_numbers[0.5]["spectrum_auc"] + 0.05
+
+
+def test_crops_have_content():
+    from deepfake_detection.data.photos import MIN_CROP_STD, random_crops
+
+    photos = load_bundled_photos()
+    crops, names = random_crops(photos, 300, 32, np.random.default_rng(0))
+    assert crops.shape == (300, 32, 32, 3) and len(names) == 300
+    assert (crops.reshape(300, -1).std(axis=1) >= MIN_CROP_STD).mean() > 0.99

@@ -31,6 +31,10 @@ SKIMAGE_PHOTOS = (
 )
 
 
+MIN_CROP_STD = 4.0  # grey levels; flatter crops carry no content to tell real from fake
+_MAX_TRIES = 20
+
+
 @dataclass(frozen=True)
 class Photo:
     name: str
@@ -100,13 +104,16 @@ def random_crops(
         height, width = photo.pixels.shape[:2]
         largest = min(height, width)
         smallest = min(largest, max(size // 2, 16))
-        side = int(round(np.exp(rng.uniform(np.log(smallest), np.log(largest)))))
-        top = int(rng.integers(0, height - side + 1))
-        left = int(rng.integers(0, width - side + 1))
-        patch = Image.fromarray(photo.pixels[top : top + side, left : left + side])
-        if side != size:
-            patch = patch.resize((size, size), Image.Resampling.LANCZOS)
-        array = np.asarray(patch)
+        for _ in range(_MAX_TRIES):  # skip featureless crops (flat sky, black background)
+            side = int(round(np.exp(rng.uniform(np.log(smallest), np.log(largest)))))
+            top = int(rng.integers(0, height - side + 1))
+            left = int(rng.integers(0, width - side + 1))
+            patch = Image.fromarray(photo.pixels[top : top + side, left : left + side])
+            if side != size:
+                patch = patch.resize((size, size), Image.Resampling.LANCZOS)
+            array = np.asarray(patch)
+            if array.std() >= MIN_CROP_STD:
+                break
         if rng.random() < 0.5:
             array = array[:, ::-1]
         crops[i] = array

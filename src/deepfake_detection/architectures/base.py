@@ -1,0 +1,140 @@
+"""What every architecture shares: raw-pixel input with the preprocessing inside the model,
+a penultimate layer named ``embedding``, a sigmoid ``p_fake`` output, and the compile step.
+
+Models take float32 RGB pixels in [0, 255]; the preprocessing layer is part of the saved
+model, so predict and serve need nothing else to feed it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+
+from deepfake_detection.errors import DeepfakeError
+
+EMBEDDING_LAYER = "embedding"
+OUTPUT_LAYER = "p_fake"
+
+
+class WeightsError(DeepfakeError):
+    """Pretrained weights are missing, unavailable offline, or do not fit the architecture."""
+
+
+@keras.saving.register_keras_serializable(package="deepfake_detection")
+class Preprocess(keras.layers.Layer):
+    """Maps raw RGB pixels in [0, 255] to what a backbone expects; saved with the model."""
+
+    MODES = ("unit", "vggface", "densenet", "raw")
+
+    def __init__(self, mode: str = "unit", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"unknown preprocessing {mode!r}; choose from {self.MODES}")
+        self.mode = mode
+
+    def call(self, inputs):
+        from deepfake_detection.data.pipeline import preprocess
+
+        return preprocess(inputs, self.mode)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+class Architecture(kt.HyperModel):
+    """A keras-tuner HyperModel for one architecture.
+
+    Args:
+        image_size: side of the square input in pixels.
+        weights: ``none`` (from scratch), a named pretrained set where the architecture has
+            one, or a path to a local ``.h5`` / ``.keras`` / ``.weights.h5`` file.
+    """
+
+    name: str = ""
+    preprocessing: str = "unit"
+    embedding_dim: int = 0
+    named_weights: tuple[str, ...] = ()  # pretrained sets besides "none" and local paths
+    min_image_size: int = 16
+
+    def __init__(self, image_size: int = 64, weights: str = "none"):
+        super().__init__(name=self.name, tunable=True)
+        if image_size < self.min_image_size:
+            raise ValueError(f"{self.name} needs images of at least {self.min_image_size} px, got {image_size}")
+        weights = str(weights or "none")
+        if weights not in ("none", *self.named_weights) and not Path(weights).expanduser().is_file():
+            allowed = ", ".join(("none", *self.named_weights, "a path to a weights file"))
+            raise WeightsError(f"{self.name}: weights {weights!r} is neither one of ({allowed}) nor an existing file")
+        self.image_size = image_size
+        self.weights = weights
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights != "none"
+
+    # -- to be provided by each architecture ------------------------------------------
+    def backbone(self, x, hp: kt.HyperParameters):
+        """Layers from the preprocessed input to the ``embedding`` tensor."""
+        raise NotImplementedError
+
+    def load_pretrained(self, model: keras.Model) -> None:
+        """Load ``self.weights`` into ``model`` (called only when pretrained)."""
+        load_weights_file(model, self.weights, self.name)
+
+    # -- shared -------------------------------------------------------------------------
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        inputs = keras.Input((self.image_size, self.image_size, 3), name="image")
+        x = Preprocess(self.preprocessing, name="preprocess")(inputs)
+        embedding = self.backbone(x, hp)
+        if embedding.name.split("/")[0] != EMBEDDING_LAYER:
+            raise AssertionError(f"{self.name}: the backbone must end with a layer named {EMBEDDING_LAYER!r}")
+        x = keras.layers.Dropout(hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.3), name="head_dropout")(embedding)
+        outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER, dtype="float32")(x)
+        model = keras.Model(inputs, outputs, name=self.name)
+        if self.pretrained:
+            self.load_pretrained(model)
+            self.freeze(model, hp)
+        hp.Float("augment", 0.0, 1.0, step=0.25, default=0.5)  # used by the input pipeline
+        learning_rate = hp.Float("learning_rate", 1e-4, 3e-3, sampling="log", default=1e-3)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss="binary_crossentropy",
+            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        )
+        return model
+
+    def freeze(self, model: keras.Model, hp: kt.HyperParameters) -> None:
+        """With pretrained weights, fine-tune only the top ``fine_tune`` fraction of backbone layers."""
+        fraction = hp.Float("fine_tune", 0.0, 1.0, step=0.25, default=0.5)
+        backbone = [layer for layer in model.layers if layer.weights and layer.name not in ("embedding", OUTPUT_LAYER)]
+        frozen = int(round((1 - fraction) * len(backbone)))
+        for layer in backbone[:frozen]:
+            layer.trainable = False
+
+
+def load_weights_file(model: keras.Model, path: str, name: str) -> None:
+    """Load a local weights file by layer name (legacy ``.h5``) or as a whole model / weights file."""
+    path = str(Path(path).expanduser())
+    try:
+        if path.endswith(".keras"):
+            source = keras.saving.load_model(path, compile=False, safe_mode=True)
+            loaded = 0
+            for layer in model.layers:
+                try:
+                    other = source.get_layer(layer.name)
+                except ValueError:
+                    continue
+                if layer.weights:
+                    layer.set_weights(other.get_weights())
+                    loaded += 1
+            if not loaded:
+                raise WeightsError(f"{name}: no layer of {path} matches a layer of {name} by name")
+        elif path.endswith(".weights.h5"):
+            model.load_weights(path)
+        else:
+            model.load_weights(path, by_name=True, skip_mismatch=False)
+    except WeightsError:
+        raise
+    except (ValueError, KeyError, OSError) as error:
+        raise WeightsError(f"{name}: cannot load weights from {path}: {error}") from None
