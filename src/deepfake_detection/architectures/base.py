@@ -87,11 +87,11 @@ class Architecture(kt.HyperModel):
         inputs = keras.Input((self.image_size, self.image_size, 3), name="image")
         x = Preprocess(self.preprocessing, name="preprocess")(inputs)
         embedding = self.backbone(x, hp)
-        if embedding.name.split("/")[0] != EMBEDDING_LAYER:
-            raise AssertionError(f"{self.name}: the backbone must end with a layer named {EMBEDDING_LAYER!r}")
         x = keras.layers.Dropout(hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.3), name="head_dropout")(embedding)
         outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER, dtype="float32")(x)
         model = keras.Model(inputs, outputs, name=self.name)
+        if model.get_layer(EMBEDDING_LAYER).output.shape[-1] != self.embedding_dim:
+            raise AssertionError(f"{self.name}: the {EMBEDDING_LAYER!r} layer must have {self.embedding_dim} units")
         if self.pretrained:
             self.load_pretrained(model)
             self.freeze(model, hp)

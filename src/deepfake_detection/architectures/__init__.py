@@ -1,0 +1,15 @@
+"""Registry of architectures: name → keras-tuner HyperModel, each with an ``embedding`` layer."""
+
+from deepfake_detection.architectures.base import EMBEDDING_LAYER, OUTPUT_LAYER, Architecture, Preprocess, WeightsError
+from deepfake_detection.architectures.families import ARCHITECTURES, get_architecture, parse_architectures
+
+__all__ = [
+    "ARCHITECTURES",
+    "EMBEDDING_LAYER",
+    "OUTPUT_LAYER",
+    "Architecture",
+    "Preprocess",
+    "WeightsError",
+    "get_architecture",
+    "parse_architectures",
+]
