@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import click
 
-from deepfake_detection.config import PrepareSettings
+from deepfake_detection.config import PrepareSettings, TrainSettings
 from deepfake_detection.errors import DeepfakeError
 
 PREPARE = PrepareSettings()
+TRAIN = TrainSettings()
 
 
 class _Group(click.Group):
@@ -109,16 +111,81 @@ def prepare(track: bool, **options) -> None:
     run_prepare(PrepareSettings(**options), track=track)
 
 
+def _train_options(function):
+    options = [
+        click.option("--arch", default=TRAIN.arch,
+                     help="'all' or a comma list of: vggface16, densenet121, custom_a, custom_b, custom_c."),
+        click.option("--data", default=TRAIN.data, help="Prepared dataset folder (with manifest.csv)."),
+        click.option("--image-size", type=click.IntRange(16, 1024), default=TRAIN.image_size,
+                     help="Input side in pixels."),
+        click.option("--epochs", type=click.IntRange(1), default=TRAIN.epochs,
+                     help="Epochs per tuner trial and for the final fit."),
+        click.option("--max-trials", type=click.IntRange(1), default=TRAIN.max_trials,
+                     help="Tuner trials per architecture (random, bayesian)."),
+        click.option("--tuner", type=click.Choice(["hyperband", "bayesian", "random", "none"]), default=TRAIN.tuner,
+                     help="keras-tuner search; 'none' trains the default hyperparameters."),
+        click.option("--executions-per-trial", type=click.IntRange(1), default=TRAIN.executions_per_trial,
+                     help="Fits per trial (averaged)."),
+        click.option("--weights", default=TRAIN.weights,
+                     help="none | vggface (vggface16) | imagenet (densenet121, online) | path to a weights file."),
+        click.option("--batch-size", type=click.IntRange(1), default=TRAIN.batch_size, help="Batch size."),
+        click.option("--num-samples", type=click.IntRange(0), default=TRAIN.num_samples,
+                     help="Cap on images per split, balanced over labels (0 = all)."),
+        click.option("--seed", type=int, default=TRAIN.seed, help="Seed for data order, augmentation and weights."),
+        click.option("--patience", type=click.IntRange(1), default=TRAIN.patience,
+                     help="Early-stopping patience (epochs without a better val_auc)."),
+        click.option("--work-dir", default=TRAIN.work_dir, help="Tuner state and checkpoints (a rerun resumes)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _print_results(results) -> None:
+    click.echo("architecture   version  role        threshold  test ROC-AUC  accuracy  train img/s  (fake = positive)")
+    for r in results:
+        click.echo(f"{r.architecture:<14} {r.version:>7}  {r.role:<10}  {r.threshold:>9.3f}  {r.test['roc_auc']:>12.3f}"
+                   f"  {r.test['accuracy']:>8.3f}  {r.train_images_per_second:>11.1f}")  # fmt: skip
+
+
+@main.command()
+@_train_options
+def train(**options) -> None:
+    """Tune, train, evaluate and register each architecture (deepfake-<arch> in the Model Registry)."""
+    from deepfake_detection.training import run_training
+
+    _print_results(run_training(TrainSettings(**options)))
+
+
+@main.command()
+@click.option("--arch", required=True, help="Architecture whose registered model to change, e.g. custom_a.")
+@click.option("--version", required=True, help="Model version number.")
+@click.option("--role", type=click.Choice(["champion", "challenger"]), default="champion",
+              help="champion = alias champion + stage Production; challenger = alias challenger + stage Staging.")
+def promote(arch: str, version: str, role: str) -> None:
+    """Move the champion / challenger alias and stage to a model version by hand."""
+    from deepfake_detection import tracking
+
+    tracking.configure()
+    tracking.promote(arch, version, role)
+    click.echo(f"{tracking.registered_name(arch)} version {version} is now {role}")
+
+
 @main.command(name="main")
 @click.option("--data", default=PREPARE.output, help="Dataset folder; the benchmark is built there if missing.")
 @click.option("--image-size", type=click.IntRange(16, 1024), default=PREPARE.image_size, help="Image side in pixels.")
 @click.option("--num-images", type=click.IntRange(2), default=PREPARE.num_images, help="Bench images per class.")
+@click.option("--arch", default=TRAIN.arch, help="Architectures to train ('all' or a comma list).")
+@click.option("--epochs", type=click.IntRange(1), default=2, help="Epochs per trial and for the final fit.")
+@click.option("--max-trials", type=click.IntRange(1), default=2, help="Random-search trials per architecture.")
 @click.option("--seed", type=int, default=PREPARE.seed, help="Seed for every step.")
-def main_job(data: str, image_size: int, num_images: int, seed: int) -> None:
-    """The README's main job: build the offline benchmark if missing, then run every finished step."""
+def main_job(data: str, image_size: int, num_images: int, arch: str, epochs: int, max_trials: int, seed: int) -> None:
+    """The README's main job: build the offline benchmark if missing, then train every architecture."""
     from deepfake_detection import tracking
+    from deepfake_detection.training import run_training
 
     tracking.configure()
+    started = time.perf_counter()
     with tracking.run("main", tags={"step": "main"}):
         if Path(data, "manifest.csv").exists():
             click.echo(f"using the existing dataset at {data}")
@@ -126,6 +193,10 @@ def main_job(data: str, image_size: int, num_images: int, seed: int) -> None:
             settings = PrepareSettings(source="bench", output=data, image_size=image_size,
                                        num_images=num_images, seed=seed)  # fmt: skip
             run_prepare(settings)
+        settings = TrainSettings(arch=arch, data=data, image_size=image_size, epochs=epochs,
+                                 max_trials=max_trials, tuner="random", seed=seed)  # fmt: skip
+        _print_results(run_training(settings))
+    click.echo(f"main finished in {time.perf_counter() - started:.0f} s")
     click.echo(f"runs are in {tracking.tracking_uri()}; look at them with: mlflow ui --backend-store-uri {tracking.tracking_uri()}")
 
 

@@ -22,3 +22,21 @@ class PrepareSettings:
     generator_steps: int = 150  # bench only: training steps of each generator
     link_mode: str = "auto"  # kaggle folders: auto (hardlink, else symlink, else copy) | hardlink | symlink | copy
     overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    arch: str = "all"  # "all" or a comma list of architecture names
+    data: str = DEFAULT_DATA
+    image_size: int = 64
+    epochs: int = 3  # per trial and for the final fit
+    max_trials: int = 2
+    tuner: str = "random"  # hyperband | bayesian | random | none
+    executions_per_trial: int = 1
+    weights: str = "none"  # none | vggface | imagenet | path to a local weights file
+    batch_size: int = 32
+    num_samples: int = 0  # cap per split, 0 = all
+    seed: int = 42
+    patience: int = 3  # early stopping on val_auc
+    work_dir: str = "outputs"  # tuner state and checkpoints
+    experiment: str = "deepfake-detection"

@@ -129,3 +129,95 @@ def log_prepared_dataset(report, context: str = "prepared") -> None:
             digest=report.digest,
         )
         mlflow.log_input(dataset, context=context)
+
+
+# -- Model Registry ---------------------------------------------------------------------
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def registered_name(architecture: str) -> str:
+    return f"deepfake-{architecture}"
+
+
+def git_commit() -> str:
+    """The project's git commit, or "" outside a git checkout."""
+    import subprocess
+
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def register(model_uri: str, architecture: str, metrics: dict, dataset_digest: str, run_id: str):
+    """Register ``model_uri`` as ``deepfake-<arch>`` and promote it; undo the version on failure.
+
+    Promotion: if its test ROC-AUC beats the current champion's on the same dataset digest
+    (or there is no champion), alias ``champion`` + stage ``Production`` (archiving the
+    previous one); otherwise alias ``challenger`` + stage ``Staging``.
+
+    Returns ``(version, role)``.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    name = registered_name(architecture)
+    version = mlflow.register_model(model_uri, name, tags={"architecture": architecture})
+    try:
+        client.set_model_version_tag(name, version.version, "dataset_digest", dataset_digest)
+        client.set_model_version_tag(name, version.version, "test_roc_auc", f"{metrics['roc_auc']:.6f}")
+        client.set_model_version_tag(name, version.version, "positive_class", "fake")
+        client.set_model_version_tag(name, version.version, "run_id", run_id)
+        role = CHAMPION if _beats_champion(client, name, metrics["roc_auc"], dataset_digest) else CHALLENGER
+        promote(architecture, version.version, role)
+    except BaseException:
+        client.delete_model_version(name, version.version)
+        raise
+    return version.version, role
+
+
+def _beats_champion(client, name: str, roc_auc: float, dataset_digest: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return True
+    if champion.tags.get("dataset_digest") != dataset_digest:
+        return False  # not comparable: a champion on other data is only replaced by hand (`promote`)
+    return roc_auc > float(champion.tags.get("test_roc_auc", "-inf"))
+
+
+def promote(architecture: str, version: str | int, role: str) -> None:
+    """Give a version the alias ``role`` and its stage (champion → Production, challenger → Staging)."""
+    import warnings
+
+    from mlflow import MlflowClient
+
+    if role not in (CHAMPION, CHALLENGER):
+        raise TrackingError(f"role must be {CHAMPION!r} or {CHALLENGER!r}, got {role!r}")
+    client = MlflowClient()
+    name = registered_name(architecture)
+    stage = "Production" if role == CHAMPION else "Staging"
+    with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still supported
+        warnings.simplefilter("ignore", FutureWarning)
+        client.set_registered_model_alias(name, role, str(version))
+        client.transition_model_version_stage(name, str(version), stage, archive_existing_versions=role == CHAMPION)
+
+
+def log_dataset_input(root: str, parts: dict, digest: str) -> None:
+    """Log the rows a training run used (train/valid/test) as an MLflow dataset input."""
+    import mlflow
+    import pandas as pd
+    from mlflow.data.sources import LocalArtifactDatasetSource
+
+    rows = pd.concat(parts.values(), ignore_index=True).drop(columns=["file"], errors="ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(rows, source=LocalArtifactDatasetSource(str(Path(root).resolve())),
+                                          targets="target", name=Path(root).name, digest=digest)  # fmt: skip
+        mlflow.log_input(dataset, context="training")

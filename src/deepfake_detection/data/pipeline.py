@@ -144,7 +144,14 @@ def decode_and_resize(path, image_size: int):
     """Read one file (JPEG/PNG/BMP/GIF) as float32 RGB in [0, 255], resized to a square."""
     import tensorflow as tf
 
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return decode_bytes_and_resize(tf.io.read_file(path), image_size)
+
+
+def decode_bytes_and_resize(data, image_size: int):
+    """Decode encoded image bytes as float32 RGB in [0, 255], resized to a square."""
+    import tensorflow as tf
+
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
     shape = tf.shape(image)
     size = (image_size, image_size)
     same = tf.logical_and(shape[0] == image_size, shape[1] == image_size)
