@@ -177,7 +177,7 @@ def register(model_uri: str, architecture: str, metrics: dict, dataset_digest: s
     except BaseException:
         client.delete_model_version(name, version.version)
         raise
-    return version.version, role
+    return str(version.version), role
 
 
 def _beats_champion(client, name: str, roc_auc: float, dataset_digest: str) -> bool:

@@ -1,0 +1,187 @@
+"""train: run tree, metrics, plots, registry (aliases and stages), loading, bad input."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from deepfake_detection import tracking
+from deepfake_detection.architectures import ARCHITECTURES, WeightsError, get_architecture
+from deepfake_detection.config import TrainSettings
+from deepfake_detection.errors import DatasetError, DeepfakeError, TrackingError
+from deepfake_detection.training import run_training
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _settings(data, tmp_path, **overrides):
+    base = dict(arch="custom_a", data=str(data), image_size=32, epochs=1, max_trials=2, tuner="random",
+                batch_size=16, work_dir=str(tmp_path / "outputs"))  # fmt: skip
+    return TrainSettings(**{**base, **overrides})
+
+
+def _children(client, experiment_id, parent_id):
+    return client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+
+
+def test_train_tracks_registers_promotes_and_reloads(bench_dataset, tmp_path):
+    (first,) = run_training(_settings(bench_dataset, tmp_path))
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("deepfake-detection")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.info.run_name == "train"]
+    (child,) = _children(client, experiment.experiment_id, parent.info.run_id)
+    assert child.info.run_name == "train-custom_a" and child.data.tags["architecture"] == "custom_a"
+    assert len(child.data.tags["dataset_digest"]) == 16 and "git_commit" in child.data.tags
+    trials = _children(client, experiment.experiment_id, child.info.run_id)
+    assert len(trials) == 2
+    for trial in trials:
+        assert {"hp.learning_rate", "hp.dropout", "hp.augment"} <= set(trial.data.params)
+        assert 0 <= trial.data.metrics["val_auc"] <= 1
+
+    metrics = child.data.metrics
+    for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "ece"):
+        assert 0 <= metrics[f"test_{name}"] <= 1, name
+    test_rows = pd.read_csv(bench_dataset / "manifest.csv").query("split == 'test'")
+    assert metrics["test_tn"] + metrics["test_fp"] == (test_rows.label == "real").sum()
+    assert metrics["test_fn"] + metrics["test_tp"] == (test_rows.label == "fake").sum()
+    assert 0 <= metrics["threshold"] <= 1 and metrics["train_images_per_second"] > 0
+    assert {"test_roc_auc_generator_transpose", "test_roc_auc_generator_upsample"} <= set(metrics)
+    assert child.data.params["image_size"] == "32" and child.data.params["architecture"] == "custom_a"
+    assert child.inputs.dataset_inputs[0].dataset.digest == child.data.tags["dataset_digest"]
+    history = client.get_metric_history(child.info.run_id, "val_auc")  # per epoch, from MlflowCallback
+    assert len(history) >= 1
+    plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
+    assert plots == {f"plots/{n}.png" for n in ("roc", "precision_recall", "confusion_matrix", "training_curves")}
+    local = mlflow.artifacts.download_artifacts(run_id=child.info.run_id, artifact_path="plots")
+    for png in Path(local).glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+    # Registry: version 1 is champion and in Production.
+    name = "deepfake-custom_a"
+    version = client.get_model_version_by_alias(name, "champion")
+    assert str(version.version) == first.version == "1" and version.current_stage == "Production"
+    assert float(version.tags["test_roc_auc"]) == pytest.approx(first.test["roc_auc"], abs=1e-6)
+
+    # Loading by alias and by stage predicts what the trained model predicted on test.
+    logged = pd.read_json(io.StringIO(Path(mlflow.artifacts.download_artifacts(
+        run_id=child.info.run_id, artifact_path="predictions/test.json")).read_text()), orient="split")  # fmt: skip
+    images = pd.DataFrame({"image": [(bench_dataset / p).read_bytes() for p in logged["path"]]})
+    by_alias = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(images)
+    by_stage = mlflow.pyfunc.load_model(f"models:/{name}/Production").predict(images)
+    np.testing.assert_allclose(by_alias["p_fake"], logged["p_fake"], atol=1e-5)
+    np.testing.assert_allclose(by_stage["p_fake"], logged["p_fake"], atol=1e-5)
+    assert set(by_alias["label"]) <= {"fake", "real"}
+    assert list(by_alias["label"]) == list(np.where(by_alias["p_fake"] >= first.threshold, "fake", "real"))
+    paths = pd.DataFrame({"path": [str(bench_dataset / p) for p in logged["path"]]})
+    np.testing.assert_allclose(mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(paths)["p_fake"],
+                               logged["p_fake"], atol=1e-5)  # fmt: skip
+
+    # Same seed, same data: same metrics; not better, so version 2 is the challenger in Staging.
+    (second,) = run_training(_settings(bench_dataset, tmp_path, work_dir=str(tmp_path / "outputs2")))
+    assert second.test["roc_auc"] == pytest.approx(first.test["roc_auc"], abs=1e-4)
+    assert second.version == "2" and second.role == "challenger"
+    assert client.get_model_version(name, "2").current_stage == "Staging"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "2"
+
+    # promote by hand: version 2 becomes champion/Production, version 1 is archived.
+    from click.testing import CliRunner
+
+    from deepfake_detection.cli import main
+
+    result = CliRunner().invoke(main, ["promote", "--arch", "custom_a", "--version", "2"])
+    assert result.exit_code == 0, result.output
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
+    assert client.get_model_version(name, "2").current_stage == "Production"
+    assert client.get_model_version(name, "1").current_stage == "Archived"
+
+
+def test_failed_promotion_leaves_no_registered_version(bench_dataset, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("registry went away (simulated)")
+
+    monkeypatch.setattr(tracking, "promote", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        run_training(_settings(bench_dataset, tmp_path, arch="custom_c", tuner="none"))
+    assert MlflowClient().search_model_versions("name='deepfake-custom_c'") == []
+
+
+def test_bad_training_input_fails_before_training(bench_dataset, tmp_path, monkeypatch):
+    with pytest.raises(DeepfakeError, match="unknown architecture.*resnet"):
+        run_training(_settings(bench_dataset, tmp_path, arch="custom_a,resnet"))
+    with pytest.raises(DatasetError, match="not a prepared dataset"):
+        run_training(_settings(tmp_path / "missing", tmp_path))
+    one_class = tmp_path / "one_class"
+    manifest = pd.read_csv(bench_dataset / "manifest.csv", keep_default_na=False)
+    one_class.mkdir()
+    manifest[~((manifest.split == "valid") & (manifest.label == "real"))].to_csv(one_class / "manifest.csv",
+                                                                                   index=False)  # fmt: skip
+    with pytest.raises(DatasetError, match="split 'valid' has no real images"):
+        run_training(_settings(one_class, tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    with pytest.raises(TrackingError, match="http://127.0.0.1:9"):
+        run_training(_settings(bench_dataset, tmp_path))
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_weights_file_of_the_wrong_shape_is_refused(bench_dataset, tmp_path):
+    other = get_architecture("custom_b", 32).build(kt.HyperParameters())
+    other.save_weights(tmp_path / "custom_b.weights.h5")
+    with pytest.raises(WeightsError, match="cannot load weights"):
+        run_training(_settings(bench_dataset, tmp_path, tuner="none", weights=str(tmp_path / "custom_b.weights.h5")))
+    assert MlflowClient().search_registered_models() == []
+    with pytest.raises(WeightsError, match="neither one of"):
+        get_architecture("custom_a", 32, weights=str(tmp_path / "nowhere.h5"))
+
+
+def test_vggface_weights_load_by_layer_name_from_a_legacy_h5(tmp_path):
+    keras.utils.set_random_seed(1)
+    source = get_architecture("vggface16", 32).build(kt.HyperParameters())
+    source.save(tmp_path / "vggface_like.h5")  # legacy HDF5: weights stored by layer name
+    keras.utils.set_random_seed(2)
+    loaded = get_architecture("vggface16", 32, weights=str(tmp_path / "vggface_like.h5")).build(kt.HyperParameters())
+    for layer in ("conv1_1", "conv5_3", "embedding"):
+        np.testing.assert_array_equal(loaded.get_layer(layer).get_weights()[0], source.get_layer(layer).get_weights()[0])
+    with pytest.raises(WeightsError, match="VGGFace16 weights not found"):
+        os.environ["KERAS_HOME"] = str(tmp_path / "empty_keras_home")
+        try:
+            get_architecture("vggface16", 32, weights="vggface").build(kt.HyperParameters())
+        finally:
+            del os.environ["KERAS_HOME"]
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_every_architecture_has_an_embedding_of_the_documented_size(name):
+    expected = {"vggface16": 2048, "densenet121": 1024, "custom_a": 512, "custom_b": 512, "custom_c": 512}[name]
+    model = get_architecture(name, 32).build(kt.HyperParameters())
+    assert model.get_layer("embedding").output.shape[-1] == expected
+    assert model.output.shape[-1] == 1 and model.input.shape[1:] == (32, 32, 3)
+
+
+@pytest.mark.slow
+def test_mlflow_run_train_all_architectures(bench_dataset, tmp_path):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_EXPERIMENT_NAME": "deepfake-detection"}  # fmt: skip
+    command = [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", "train", "--env-manager", "local",
+               "-P", "arch=all", "-P", f"data={bench_dataset}", "-P", "image_size=32", "-P", "epochs=1",
+               "-P", "tuner=none", "-P", "num_samples=8", "-P", f"work_dir={tmp_path / 'outputs'}"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient()
+    for name in ARCHITECTURES:
+        version = client.get_model_version_by_alias(f"deepfake-{name}", "champion")
+        assert version.current_stage == "Production"
+    (project_run,) = [r for r in client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
+                      if r.data.tags.get("mlflow.project.entryPoint") == "train"]  # fmt: skip
+    assert project_run.info.status == "FINISHED"
