@@ -105,6 +105,8 @@ def test_train_tracks_registers_promotes_and_reloads(bench_dataset, tmp_path):
     assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
     assert client.get_model_version(name, "2").current_stage == "Production"
     assert client.get_model_version(name, "1").current_stage == "Archived"
+    aliases = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+    assert aliases == {"champion": "2"}  # the challenger alias left with the promotion
 
 
 def test_failed_promotion_leaves_no_registered_version(bench_dataset, tmp_path, monkeypatch):

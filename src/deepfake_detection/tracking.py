@@ -203,6 +203,14 @@ def promote(architecture: str, version: str | int, role: str) -> None:
     client = MlflowClient()
     name = registered_name(architecture)
     stage = "Production" if role == CHAMPION else "Staging"
+    from mlflow.exceptions import MlflowException
+
+    other = CHALLENGER if role == CHAMPION else CHAMPION
+    try:
+        if str(client.get_model_version_by_alias(name, other).version) == str(version):
+            client.delete_registered_model_alias(name, other)  # one role per version
+    except MlflowException:
+        pass  # no version holds the other alias
     with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still supported
         warnings.simplefilter("ignore", FutureWarning)
         client.set_registered_model_alias(name, role, str(version))
