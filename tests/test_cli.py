@@ -25,7 +25,7 @@ def _invoke(*args):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-@pytest.mark.parametrize("command", [[], ["prepare"], ["train"], ["promote"], ["main"]])
+@pytest.mark.parametrize("command", [[], ["prepare"], ["train"], ["promote"], ["compare"], ["main"]])
 def test_help(command):
     result = _invoke(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
-from deepfake_detection.config import PrepareSettings, TrainSettings
+from deepfake_detection.config import CompareSettings, PrepareSettings, TrainSettings
 from deepfake_detection.errors import DeepfakeError
 
 PREPARE = PrepareSettings()
 TRAIN = TrainSettings()
+COMPARE = CompareSettings()
 
 
 class _Group(click.Group):
@@ -171,6 +172,39 @@ def promote(arch: str, version: str, role: str) -> None:
     click.echo(f"{tracking.registered_name(arch)} version {version} is now {role}")
 
 
+@main.command()
+@click.option("--models", default=COMPARE.models,
+              help="'all', a comma list of architectures, or a comma list of models:/ URIs.")
+@click.option("--alias", default=COMPARE.alias, help="Registered-model alias to load (e.g. champion, challenger).")
+@click.option("--stage", default=COMPARE.stage, help="Stage to load instead of the alias (e.g. Production).")
+@click.option("--data", default=COMPARE.data, help="Prepared dataset folder.")
+@click.option("--n-components", type=click.IntRange(1), default=COMPARE.n_components, help="PCA components.")
+@click.option("--num-samples", type=click.IntRange(0), default=COMPARE.num_samples,
+              help="Cap on images per split, balanced over labels (0 = all).")
+@click.option("--degree", type=click.IntRange(1), default=COMPARE.degree, help="Polynomial kernel degree.")
+@click.option("--svm-c", type=float, default=COMPARE.svm_c, help="SVM regularisation C.")
+@click.option("--exact-max-samples", type=click.IntRange(1), default=COMPARE.exact_max_samples,
+              help="Above this many training rows only the approximate (Nystroem) kernel runs.")
+@click.option("--skip-missing", type=bool, default=COMPARE.skip_missing,
+              help="Skip models that are not registered (with a warning) instead of failing.")
+@click.option("--batch-size", type=click.IntRange(1), default=COMPARE.batch_size, help="Embedding batch size.")
+@click.option("--seed", type=int, default=COMPARE.seed, help="Seed for sampling, PCA and k-means.")
+@click.option("--work-dir", default=COMPARE.work_dir, help="Embedding cache and report folder.")
+def compare(**options) -> None:
+    """Registered models → embeddings → scaler + PCA + polynomial SVM; one table and plots (fake = positive)."""
+    from deepfake_detection.compare import run_compare
+
+    table = run_compare(CompareSettings(**options))
+    with_pandas_width(lambda: click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}")))
+
+
+def with_pandas_width(function):
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        function()
+
+
 @main.command(name="main")
 @click.option("--data", default=PREPARE.output, help="Dataset folder; the benchmark is built there if missing.")
 @click.option("--image-size", type=click.IntRange(16, 1024), default=PREPARE.image_size, help="Image side in pixels.")
@@ -180,7 +214,7 @@ def promote(arch: str, version: str, role: str) -> None:
 @click.option("--max-trials", type=click.IntRange(1), default=2, help="Random-search trials per architecture.")
 @click.option("--seed", type=int, default=PREPARE.seed, help="Seed for every step.")
 def main_job(data: str, image_size: int, num_images: int, arch: str, epochs: int, max_trials: int, seed: int) -> None:
-    """The README's main job: build the offline benchmark if missing, then train every architecture."""
+    """The README's main job: build the offline benchmark if missing, train every architecture, compare them."""
     from deepfake_detection import tracking
     from deepfake_detection.training import run_training
 
@@ -196,6 +230,10 @@ def main_job(data: str, image_size: int, num_images: int, arch: str, epochs: int
         settings = TrainSettings(arch=arch, data=data, image_size=image_size, epochs=epochs,
                                  max_trials=max_trials, tuner="random", seed=seed)  # fmt: skip
         _print_results(run_training(settings))
+        from deepfake_detection.compare import run_compare
+
+        table = run_compare(CompareSettings(models=arch, data=data, seed=seed))
+        with_pandas_width(lambda: click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}")))
     click.echo(f"main finished in {time.perf_counter() - started:.0f} s")
     click.echo(f"runs are in {tracking.tracking_uri()}; look at them with: mlflow ui --backend-store-uri {tracking.tracking_uri()}")
 

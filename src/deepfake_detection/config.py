@@ -40,3 +40,20 @@ class TrainSettings:
     patience: int = 3  # early stopping on val_auc
     work_dir: str = "outputs"  # tuner state and checkpoints
     experiment: str = "deepfake-detection"
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    models: str = "all"  # "all", a comma list of architectures, or models:/ URIs
+    alias: str = "champion"
+    stage: str = ""  # e.g. Production; wins over alias when set
+    data: str = DEFAULT_DATA
+    n_components: int = 50
+    num_samples: int = 0  # cap per split, 0 = all
+    degree: int = 3  # polynomial kernel degree
+    svm_c: float = 1.0
+    exact_max_samples: int = 20000  # above this many training rows, only the approximate kernel runs
+    skip_missing: bool = False
+    batch_size: int = 64
+    seed: int = 42
+    work_dir: str = "outputs"  # embedding cache

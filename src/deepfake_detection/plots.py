@@ -64,3 +64,50 @@ def training_curves_figure(history: dict[str, list[float]], title: str = "Traini
     figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def explained_variance_figure(curves: dict[str, np.ndarray]):
+    """Cumulative explained variance of the PCA components, one line per model."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name, cumulative in curves.items():
+        axis.plot(range(1, len(cumulative) + 1), cumulative, marker=".", label=name)
+    axis.set(xlabel="principal components", ylabel="cumulative explained variance", ylim=(0, 1.02),
+             title="PCA on train embeddings")  # fmt: skip
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def pca_scatter_figure(points: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """First two principal components of the test embeddings per model, coloured by label."""
+    count = max(1, len(points))
+    figure, axes = plt.subplots(1, count, figsize=(4 * count, 4), squeeze=False)
+    for axis, (name, (xy, labels)) in zip(axes[0], points.items()):
+        for value, colour, text in ((0, "tab:blue", "real (0)"), (1, "tab:red", "fake (1)")):
+            mask = labels == value
+            axis.scatter(xy[mask, 0], xy[mask, 1], s=8, alpha=0.6, color=colour, label=text)
+        axis.set(xlabel="PC 1", ylabel="PC 2", title=name)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def confusion_grid_figure(results: dict[str, dict]):
+    """Test confusion matrices, one panel per model and classifier (rows true, columns predicted)."""
+    count = max(1, len(results))
+    columns = min(count, 4)
+    rows = int(np.ceil(count / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (name, m) in zip(axes.flat, results.items()):
+        matrix = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
+        axis.axis("on")
+        axis.imshow(matrix, cmap="Blues")
+        for (r, c), value in np.ndenumerate(matrix):
+            axis.text(c, r, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
+        axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["real", "fake"], yticklabels=["real", "fake"],
+                 title=name)  # fmt: skip
+        axis.title.set_fontsize(9)
+    figure.tight_layout()
+    return figure

@@ -229,3 +229,16 @@ def log_dataset_input(root: str, parts: dict, digest: str) -> None:
         dataset = mlflow.data.from_pandas(rows, source=LocalArtifactDatasetSource(str(Path(root).resolve())),
                                           targets="target", name=Path(root).name, digest=digest)  # fmt: skip
         mlflow.log_input(dataset, context="training")
+
+
+def dataset_digest_of(root) -> str:
+    """The digest ``prepare`` recorded in ``dataset.json`` (a hash of the manifest if absent)."""
+    import hashlib
+    import json
+
+    summary = Path(root) / "dataset.json"
+    if summary.is_file():
+        digest = json.loads(summary.read_text()).get("digest", "")
+        if digest:
+            return digest
+    return hashlib.sha256((Path(root) / "manifest.csv").read_bytes()).hexdigest()[:16]

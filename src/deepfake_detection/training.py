@@ -6,8 +6,6 @@ grandchild run per keras-tuner trial.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 import warnings
@@ -51,10 +49,7 @@ def check_dataset(settings: TrainSettings):
                                "training needs both classes in train, valid and test")  # fmt: skip
     parts = {split: sample(manifest[manifest["split"] == split].reset_index(drop=True), settings.num_samples,
                            settings.seed) for split in SPLITS}  # fmt: skip
-    digest = json.loads((Path(settings.data) / "dataset.json").read_text()).get("digest", "")
-    if not digest:
-        digest = hashlib.sha256("".join(sorted(manifest["sha256"])).encode()).hexdigest()[:16]
-    return parts, digest
+    return parts, tracking.dataset_digest_of(settings.data)
 
 
 def _predict(model, dataset) -> np.ndarray:
