@@ -131,18 +131,24 @@ def test_mlflow_run_prepare_entry_point(tmp_path):
 
 def test_main_builds_the_benchmark_once_and_nests_its_runs(tmp_path):
     data = tmp_path / "data"
-    first = _invoke("main", "--data", str(data), "--image-size", "16", "--num-images", "6")
+    args = ["main", "--data", str(data), "--image-size", "32", "--num-images", "12", "--arch", "custom_a",
+            "--epochs", "1", "--max-trials", "1"]  # fmt: skip
+    first = _invoke(*args)
     assert first.exit_code == 0, first.output
-    digest = (data / "dataset.json").read_text()
-    second = _invoke("main", "--data", str(data), "--image-size", "16", "--num-images", "6")
+    assert "pca_svm" in first.output and "main finished" in first.output
+    summary = (data / "dataset.json").read_text()
+    second = _invoke(*args)
     assert second.exit_code == 0 and "using the existing dataset" in second.output
-    assert (data / "dataset.json").read_text() == digest
+    assert (data / "dataset.json").read_text() == summary
     client = mlflow.MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
     by_name = {}
     for run in runs:
         by_name.setdefault(run.info.run_name, []).append(run)
     assert len(by_name["main"]) == 2 and len(by_name["prepare-bench"]) == 1
-    (prepare_run,) = by_name["prepare-bench"]
-    parent = prepare_run.data.tags["mlflow.parentRunId"]
-    assert parent in {run.info.run_id for run in by_name["main"]}
+    assert len(by_name["train"]) == 2 and len(by_name["compare"]) == 2
+    main_ids = {run.info.run_id for run in by_name["main"]}
+    for step in ("prepare-bench", "train", "compare"):
+        assert all(run.data.tags["mlflow.parentRunId"] in main_ids for run in by_name[step]), step
+    champion = client.get_model_version_by_alias("deepfake-custom_a", "champion")
+    assert champion.current_stage == "Production"
