@@ -28,7 +28,7 @@ class SVMSettings:
     C: float = 1.0
     coef0: float = 1.0
     gamma: str | float = "scale"
-    landmarks: int = 1000  # Nystroem components for the approximate kernel
+    landmarks: int = 500  # Nystroem components for the approximate kernel
     seed: int = 42
 
 
@@ -47,7 +47,7 @@ def build_pipeline(settings: SVMSettings, n_samples: int, n_features: int, appro
                                 gamma=_gamma(settings, components), n_components=min(settings.landmarks, n_samples),
                                 random_state=settings.seed)),
             ("kernel_scaler", StandardScaler()),
-            ("svm", LinearSVC(C=settings.C, max_iter=20000, random_state=settings.seed)),
+            ("svm", LinearSVC(C=settings.C, dual=False, max_iter=5000, random_state=settings.seed)),
         ]  # fmt: skip
     else:
         steps.append(("svm", SVC(kernel="poly", degree=settings.degree, C=settings.C, coef0=settings.coef0,
