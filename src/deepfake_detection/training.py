@@ -81,9 +81,10 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
     keras.utils.set_random_seed(settings.seed)
     tf.config.experimental.enable_op_determinism()
     architecture = get_architecture(name, settings.image_size, settings.weights)
-    architecture.build(kt.HyperParameters())  # fail fast: bad weights, too-small images
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(settings.seed)
+    if architecture.pretrained:  # fail fast on weights that do not fit, before any search
+        architecture.build(kt.HyperParameters())
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(settings.seed)
 
     def data(split, augment=None, shuffle=False):
         return make_dataset(settings.data, split, settings.image_size, settings.batch_size, augment=augment,
