@@ -211,7 +211,7 @@ def with_pandas_width(function):
 @click.option("--num-images", type=click.IntRange(2), default=PREPARE.num_images, help="Bench images per class.")
 @click.option("--arch", default=TRAIN.arch, help="Architectures to train ('all' or a comma list).")
 @click.option("--epochs", type=click.IntRange(1), default=2, help="Epochs per trial and for the final fit.")
-@click.option("--max-trials", type=click.IntRange(1), default=2, help="Random-search trials per architecture.")
+@click.option("--max-trials", type=click.IntRange(1), default=1, help="Random-search trials per architecture.")
 @click.option("--seed", type=int, default=PREPARE.seed, help="Seed for every step.")
 def main_job(data: str, image_size: int, num_images: int, arch: str, epochs: int, max_trials: int, seed: int) -> None:
     """The README's main job: build the offline benchmark if missing, train every architecture, compare them."""
