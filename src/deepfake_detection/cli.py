@@ -194,15 +194,14 @@ def compare(**options) -> None:
     """Registered models → embeddings → scaler + PCA + polynomial SVM; one table and plots (fake = positive)."""
     from deepfake_detection.compare import run_compare
 
-    table = run_compare(CompareSettings(**options))
-    with_pandas_width(lambda: click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}")))
+    _print_table(run_compare(CompareSettings(**options)))
 
 
-def with_pandas_width(function):
+def _print_table(table) -> None:
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        function()
+        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 @main.command(name="main")
@@ -232,8 +231,7 @@ def main_job(data: str, image_size: int, num_images: int, arch: str, epochs: int
         _print_results(run_training(settings))
         from deepfake_detection.compare import run_compare
 
-        table = run_compare(CompareSettings(models=arch, data=data, seed=seed))
-        with_pandas_width(lambda: click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}")))
+        _print_table(run_compare(CompareSettings(models=arch, data=data, seed=seed)))
     click.echo(f"main finished in {time.perf_counter() - started:.0f} s")
     click.echo(f"runs are in {tracking.tracking_uri()}; look at them with: mlflow ui --backend-store-uri {tracking.tracking_uri()}")
 

@@ -103,17 +103,12 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
     import mlflow
 
     from deepfake_detection import analysis, evaluation, plots
-    from deepfake_detection.data.pipeline import load_manifest, sample
+    from deepfake_detection.data.pipeline import load_splits
     from deepfake_detection.embeddings import cached_extract
     from deepfake_detection.model import load_detector
 
     tracking.configure()
-    manifest = load_manifest(settings.data)
-    parts = {s: sample(manifest[manifest["split"] == s].reset_index(drop=True), settings.num_samples, settings.seed)
-             for s in SPLITS}  # fmt: skip
-    for split, rows in parts.items():
-        if set(rows["label"]) != {"real", "fake"}:
-            raise DeepfakeError(f"{settings.data}: split {split!r} needs both real and fake images")
+    parts = load_splits(settings.data, settings.num_samples, settings.seed, SPLITS)
     models = resolve_models(settings)
     digest = tracking.dataset_digest_of(settings.data)
     y = {s: (parts[s]["label"] == "fake").to_numpy().astype(int) for s in SPLITS}

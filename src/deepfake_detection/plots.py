@@ -37,15 +37,20 @@ def pr_figure(y_true, p_fake, title: str = "Precision-recall (positive class: fa
     return figure
 
 
-def confusion_figure(tn: int, fp: int, fn: int, tp: int, title: str = "Confusion matrix"):
-    matrix = np.array([[tn, fp], [fn, tp]])
-    figure, axis = plt.subplots(figsize=(4, 4))
+def _draw_confusion(axis, m: dict, title: str, fontsize: int = 12) -> None:
+    """Counts ``tn, fp, fn, tp`` as a 2x2 heat map (rows true, columns predicted; fake = 1)."""
+    matrix = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
     axis.imshow(matrix, cmap="Blues")
     for (row, column), value in np.ndenumerate(matrix):
         colour = "white" if value > matrix.max() / 2 else "black"
-        axis.text(column, row, str(value), ha="center", va="center", color=colour, fontsize=12)
+        axis.text(column, row, str(value), ha="center", va="center", color=colour, fontsize=fontsize)
     axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["real (0)", "fake (1)"], yticklabels=["real (0)", "fake (1)"],
              xlabel="predicted", ylabel="true", title=title)  # fmt: skip
+
+
+def confusion_figure(tn: int, fp: int, fn: int, tp: int, title: str = "Confusion matrix"):
+    figure, axis = plt.subplots(figsize=(4, 4))
+    _draw_confusion(axis, {"tn": tn, "fp": fp, "fn": fn, "tp": tp}, title)
     figure.tight_layout()
     return figure
 
@@ -101,13 +106,8 @@ def confusion_grid_figure(results: dict[str, dict]):
     for axis in axes.flat:
         axis.axis("off")
     for axis, (name, m) in zip(axes.flat, results.items()):
-        matrix = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
         axis.axis("on")
-        axis.imshow(matrix, cmap="Blues")
-        for (r, c), value in np.ndenumerate(matrix):
-            axis.text(c, r, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
-        axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["real", "fake"], yticklabels=["real", "fake"],
-                 title=name)  # fmt: skip
+        _draw_confusion(axis, m, name, fontsize=10)
         axis.title.set_fontsize(9)
     figure.tight_layout()
     return figure

@@ -194,17 +194,14 @@ def _beats_champion(client, name: str, roc_auc: float, dataset_digest: str) -> b
 
 def promote(architecture: str, version: str | int, role: str) -> None:
     """Give a version the alias ``role`` and its stage (champion → Production, challenger → Staging)."""
-    import warnings
-
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     if role not in (CHAMPION, CHALLENGER):
         raise TrackingError(f"role must be {CHAMPION!r} or {CHALLENGER!r}, got {role!r}")
     client = MlflowClient()
     name = registered_name(architecture)
     stage = "Production" if role == CHAMPION else "Staging"
-    from mlflow.exceptions import MlflowException
-
     other = CHALLENGER if role == CHAMPION else CHAMPION
     try:
         if str(client.get_model_version_by_alias(name, other).version) == str(version):

@@ -19,7 +19,6 @@ from deepfake_detection.config import TrainSettings
 from deepfake_detection.errors import DatasetError
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass
@@ -33,23 +32,6 @@ class ArchitectureResult:
     test: dict
     train_images_per_second: float
     best_hyperparameters: dict
-
-
-def check_dataset(settings: TrainSettings):
-    """Load and sanity-check the manifest before any training starts."""
-    from deepfake_detection.data.pipeline import load_manifest, sample
-
-    manifest = load_manifest(settings.data)
-    for split in SPLITS:
-        rows = manifest[manifest["split"] == split]
-        labels = set(rows["label"])
-        if labels != {"real", "fake"}:
-            missing = {"real", "fake"} - labels
-            raise DatasetError(f"{settings.data}: split {split!r} has no {' and no '.join(sorted(missing))} images; "
-                               "training needs both classes in train, valid and test")  # fmt: skip
-    parts = {split: sample(manifest[manifest["split"] == split].reset_index(drop=True), settings.num_samples,
-                           settings.seed) for split in SPLITS}  # fmt: skip
-    return parts, tracking.dataset_digest_of(settings.data)
 
 
 def _predict(model, dataset) -> np.ndarray:
@@ -69,7 +51,6 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
     import keras
     import keras_tuner as kt
     import mlflow
-    import pandas as pd
     import tensorflow as tf
 
     from deepfake_detection import evaluation, plots, tuning
@@ -98,18 +79,16 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
     tags = {"architecture": name, "dataset_digest": digest}
 
     if settings.tuner == "none":
-        best = kt.HyperParameters()
-        architecture.build(best)  # registers every hyperparameter with its default
-        keras.backend.clear_session()
+        best = kt.HyperParameters()  # the final build registers every hyperparameter with its default
     else:
         tuner = tuning.make_tuner(settings.tuner, tuning.AugmentedHyperModel(architecture, train_data),
                                   run_dir / "tuner", "search", settings.max_trials, settings.epochs,
                                   settings.executions_per_trial, settings.seed, tags)  # fmt: skip
         best = tuning.search(tuner, valid, settings.epochs)
-    mlflow.log_params({f"best.{k}": v for k, v in best.values.items()})
 
     keras.utils.set_random_seed(settings.seed)
     model = architecture.build(best)
+    mlflow.log_params({f"best.{k}": v for k, v in best.values.items()})
     checkpoint = run_dir / "checkpoint.keras"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     callbacks = [
@@ -172,7 +151,10 @@ def run_training(settings: TrainSettings) -> list[ArchitectureResult]:
     if settings.tuner not in TUNERS:
         raise DatasetError(f"unknown tuner {settings.tuner!r}; choose from {', '.join(TUNERS)}")
     tracking.configure()
-    parts, digest = check_dataset(settings)
+    from deepfake_detection.data.pipeline import load_splits
+
+    parts = load_splits(settings.data, settings.num_samples, settings.seed)
+    digest = tracking.dataset_digest_of(settings.data)
     settings = replace(settings, data=str(Path(settings.data)))
     results = []
     common_tags = {"dataset_digest": digest, "git_commit": tracking.git_commit(), "positive_class": "fake"}
