@@ -25,7 +25,8 @@ def _invoke(*args):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-@pytest.mark.parametrize("command", [[], ["prepare"], ["train"], ["promote"], ["compare"], ["main"]])
+@pytest.mark.parametrize("command", [[], ["prepare"], ["train"], ["promote"], ["compare"], ["main"], ["predict"],
+                                     ["explain"], ["serve"]])
 def test_help(command):
     result = _invoke(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output
@@ -35,11 +36,15 @@ def test_mlproject_parameters_match_the_cli():
     spec = yaml.safe_load((PROJECT / "MLproject").read_text())
     for name, entry in spec["entry_points"].items():
         command = main.commands[name]
-        options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+        options = {flag.lstrip("-").replace("-", "_"): p
+                   for p in command.params if isinstance(p, click.Option) for flag in p.opts}  # fmt: skip
         for parameter, declared in entry["parameters"].items():
             assert f"{{{parameter}}}" in entry["command"], (name, parameter)
             assert f"--{parameter.replace('_', '-')} {{{parameter}}}" in " ".join(entry["command"].split())
             option = options[parameter]
+            if "default" not in declared:  # a required parameter of the entry point is required by the CLI too
+                assert option.required, (name, parameter)
+                continue
             default = option.default
             if isinstance(default, bool):
                 assert str(declared["default"]).lower() == str(default).lower(), (name, parameter)

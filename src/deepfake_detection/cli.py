@@ -204,6 +204,66 @@ def _print_table(table) -> None:
         click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
+_MODEL_HELP = ("models:/<name>@<alias>, models:/<name>/<stage or version>, runs:/<run_id>/model, "
+               "a local model folder, or an architecture name (its registered model at --alias).")
+
+
+@main.command()
+@click.option("--input", "input_spec", required=True, help="An image file, a folder (recursive) or a glob pattern.")
+@click.option("--model", required=True, help=_MODEL_HELP)
+@click.option("--alias", default="champion", help="Alias used when --model is an architecture name.")
+@click.option("--output", default="outputs/predictions.csv", help="CSV to write.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, help="Images per forward pass.")
+def predict(input_spec: str, model: str, alias: str, output: str, batch_size: int) -> None:
+    """Score images: CSV of path, p_fake, label (fake/real), threshold, model_uri, error."""
+    from deepfake_detection.inference import run_predict
+
+    s = run_predict(input_spec, model, output, batch_size=batch_size, alias=alias)
+    click.echo(f"{s.images} images scored with {s.model_uri} (threshold {s.threshold:.3f}; fake = positive class)")
+    click.echo(f"  fake {s.fake}   real {s.real}   unreadable {s.errors}   {s.images_per_second:.1f} images/s")
+    click.echo(f"  written to {s.output}")
+
+
+@main.command()
+@click.option("--input", "input_spec", required=True, help="An image file, a folder (recursive) or a glob pattern.")
+@click.option("--model", required=True, help=_MODEL_HELP)
+@click.option("--alias", default="champion", help="Alias used when --model is an architecture name.")
+@click.option("--output", default="outputs/gradcam", help="Folder for the <image>_gradcam.png overlays.")
+@click.option("--target", type=click.Choice(["predicted", "fake", "real"]), default="predicted",
+              help="Class whose evidence the heatmap shows.")
+@click.option("--layer", default="", help="Layer to explain (default: the last convolutional feature map).")
+@click.option("--max-images", type=click.IntRange(0), default=16, help="Explain at most this many files (0 = all).")
+def explain(input_spec: str, model: str, alias: str, output: str, target: str, layer: str, max_images: int) -> None:
+    """Grad-CAM heatmaps: PNGs of each image beside its heatmap overlay."""
+    from deepfake_detection.explain import run_explain
+
+    results = run_explain(input_spec, model, output, target, layer, max_images, alias)
+    for item in results:
+        if item.error:
+            click.echo(f"  {item.source}: skipped ({item.error})")
+        else:
+            click.echo(f"  {item.overlay}  p_fake={item.p_fake:.3f} {item.label}  (towards {item.target})")
+    done = sum(1 for item in results if not item.error)
+    click.echo(f"{done} overlays in {output} (layer {results[0].layer if results else '-'}; fake = positive class)")
+
+
+@main.command()
+@click.option("--model", required=True, help=_MODEL_HELP)
+@click.option("--alias", default="champion", help="Alias used when --model is an architecture name.")
+@click.option("--host", default="127.0.0.1", help="Address to bind; 0.0.0.0 exposes the server to the network.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5001, help="Port.")
+@click.option("--max-request-mb", type=click.FloatRange(0.001), default=64.0,
+              help="Largest total of image bytes per request; larger requests get HTTP 413.")
+def serve(model: str, alias: str, host: str, port: int, max_request_mb: float) -> None:
+    """REST scoring server (same API as `mlflow models serve`): POST /invocations → p_fake, label."""
+    from deepfake_detection import tracking
+    from deepfake_detection.inference import model_uri
+    from deepfake_detection.serving import serve as run_server
+
+    tracking.configure()
+    run_server(model_uri(model, alias), host, port, int(max_request_mb * 2**20))
+
+
 @main.command(name="main")
 @click.option("--data", default=PREPARE.output, help="Dataset folder; the benchmark is built there if missing.")
 @click.option("--image-size", type=click.IntRange(16, 1024), default=PREPARE.image_size, help="Image side in pixels.")

@@ -17,15 +17,11 @@ import pandas as pd
 
 from deepfake_detection import tracking
 from deepfake_detection.config import CompareSettings
-from deepfake_detection.errors import DeepfakeError
+from deepfake_detection.errors import MissingModelError
 
 log = logging.getLogger(__name__)
 TABLE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision")
 SPLITS = ("train", "valid", "test")
-
-
-class MissingModelError(DeepfakeError):
-    """A registered model, alias or stage asked for does not exist."""
 
 
 @dataclass(frozen=True)

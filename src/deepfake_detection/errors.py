@@ -19,3 +19,7 @@ class DatasetError(DeepfakeError):
 
 class TrackingError(DeepfakeError):
     """The MLflow tracking server cannot be reached or used."""
+
+
+class MissingModelError(DeepfakeError):
+    """A model, registered model, alias or stage asked for does not exist, or is not a detector."""

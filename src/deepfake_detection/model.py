@@ -3,12 +3,15 @@
 Image size, class names and the decision threshold travel with it (``detector.json``); the
 preprocessing is a layer inside the Keras model. Input: a pandas DataFrame with a column
 ``image`` of encoded image bytes (or, as a convenience, ``path`` of image files). Output:
-``p_fake`` (probability of the positive class ``fake``) and ``label`` (``fake`` / ``real``).
+``p_fake`` (probability of the positive class ``fake``), ``label`` (``fake`` / ``real``) and
+``error`` (why a row could not be scored; empty otherwise; such rows have ``p_fake`` NaN).
 """
 
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,8 +19,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from deepfake_detection.data.images import BadImage, check_image
+from deepfake_detection.errors import MissingModelError
+
 CONFIG_FILE = "detector.json"
 KERAS_FILE = "model.keras"
+MAX_IMAGE_BYTES = 50 * 2**20  # one encoded image; larger uploads are refused, not decoded
+DEFAULT_MAX_REQUEST_BYTES = 64 * 2**20  # all images of one pyfunc call / REST request together
 
 
 @dataclass(frozen=True)
@@ -30,41 +38,141 @@ class DetectorConfig:
     dataset_digest: str = ""
 
 
-def decode_images(model_input: pd.DataFrame, image_size: int) -> np.ndarray:
-    """Decode the ``image`` bytes (or read ``path`` files) with the training pipeline's ops."""
+def usable_bytes(blob: bytes) -> bytes:
+    """The bytes the training pipeline would have decoded for this upload.
+
+    The image is checked and, where ``prepare`` would have stored a normalised copy (EXIF
+    rotation, 16-bit, palette, WebP …), normalised the same way.
+
+    Raises:
+        BadImage: too many bytes, empty, not an image, truncated, corrupt or too many pixels.
+    """
+    if len(blob) > MAX_IMAGE_BYTES:
+        raise BadImage(f"{len(blob):,} bytes is over the limit of {MAX_IMAGE_BYTES:,} bytes per image")
+    return check_image(blob).normalised or blob
+
+
+def load_pixels(blob: bytes, image_size: int) -> np.ndarray:
+    """Encoded image bytes → float32 RGB pixels in [0, 255], exactly as training saw them."""
     from deepfake_detection.data.pipeline import decode_bytes_and_resize
 
-    if "image" in model_input.columns and model_input["image"].notna().all():
-        blobs = [bytes(b) for b in model_input["image"]]
-    elif "path" in model_input.columns:
-        blobs = [Path(p).read_bytes() for p in model_input["path"]]
-    else:
-        raise ValueError("model input needs a column 'image' (encoded image bytes) or 'path' (image files)")
-    if not blobs:
-        return np.zeros((0, image_size, image_size, 3), np.float32)
-    return np.stack([decode_bytes_and_resize(blob, image_size).numpy() for blob in blobs])
+    return decode_bytes_and_resize(usable_bytes(blob), image_size).numpy()
+
+
+def max_request_bytes() -> int:
+    """Largest total of image bytes one pyfunc call accepts (``DEEPFAKE_MAX_REQUEST_BYTES``)."""
+    return int(os.environ.get("DEEPFAKE_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES))
+
+
+def _in_server() -> bool:
+    return os.environ.get("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "").lower() == "true"
+
+
+def _invalid(message: str):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)  # served as HTTP 400
+
+
+def _read_input(model_input: pd.DataFrame) -> tuple[list[bytes | None], list[str]]:
+    """Per row: the image bytes (``image`` column, else the ``path`` file) or None and why not."""
+    images = model_input["image"] if "image" in model_input.columns else pd.Series([None] * len(model_input))
+    paths = model_input["path"] if "path" in model_input.columns else pd.Series([None] * len(model_input))
+    if "image" not in model_input.columns and "path" not in model_input.columns:
+        raise _invalid("model input needs a column 'image' (encoded image bytes) or 'path' (image files); "
+                       f"got columns {list(model_input.columns)}")  # fmt: skip
+    blobs, errors, total = [], [], 0
+    for image, path in zip(images.tolist(), paths.tolist()):
+        blob, error = None, ""
+        if image is not None and not (isinstance(image, float) and np.isnan(image)):
+            blob = bytes(image)
+        elif isinstance(path, str) and path:
+            if _in_server() and os.environ.get("DEEPFAKE_SERVE_ALLOW_PATHS", "") != "1":
+                raise _invalid("the 'path' column is refused by the server (it would read the server's files); "
+                               "send encoded image bytes in 'image', or set DEEPFAKE_SERVE_ALLOW_PATHS=1")  # fmt: skip
+            try:
+                blob = Path(path).read_bytes()
+            except OSError as failure:
+                error = f"cannot read {path}: {failure.strerror or failure}"
+        else:
+            error = "row has neither image bytes nor a path"
+        total += len(blob) if blob else 0
+        if total > max_request_bytes():
+            raise _invalid(f"request too large: more than {max_request_bytes():,} bytes of images; "
+                           "send fewer images per request")  # fmt: skip
+        blobs.append(blob)
+        errors.append(error)
+    return blobs, errors
 
 
 class DeepfakeDetector(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper; ``.keras_model`` and ``.config`` are available after loading."""
 
     def load_context(self, context) -> None:
+        self.load(context.artifacts["keras_model"], context.artifacts["config"])
+
+    def load(self, keras_path: str, config_path: str) -> None:
         import keras
 
         from deepfake_detection import architectures  # noqa: F401  registers custom layers
 
-        self.config = DetectorConfig(**json.loads(Path(context.artifacts["config"]).read_text()))
-        self.keras_model = keras.saving.load_model(context.artifacts["keras_model"], compile=False, safe_mode=True)
+        self.config = DetectorConfig(**json.loads(Path(config_path).read_text()))
+        # safe_mode refuses to deserialise Python lambdas (arbitrary code) from the file.
+        self.keras_model = keras.saving.load_model(keras_path, compile=False, safe_mode=True)
 
     def predict_pixels(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """p_fake for decoded pixels (N, size, size, 3) float32 in [0, 255]."""
         if len(images) == 0:
             return np.zeros(0)
-        return self.keras_model.predict(images, batch_size=batch_size, verbose=0).reshape(-1)
+        scores = [self.keras_model.predict_on_batch(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        return np.concatenate(scores).reshape(-1).astype(np.float64)
+
+    def predict_encoded(self, blobs: list[bytes], batch_size: int = 64) -> np.ndarray:
+        """p_fake for checked encoded images: decoded by the training pipeline's ops in a tf.data
+        pipeline (parallel, overlapping the model), then scored batch by batch."""
+        import tensorflow as tf
+
+        from deepfake_detection.data.pipeline import decode_bytes_and_resize
+
+        size = self.config.image_size
+        dataset = (
+            tf.data.Dataset.from_tensor_slices(tf.constant(blobs, dtype=tf.string))
+            .map(lambda blob: decode_bytes_and_resize(blob, size), num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        return np.concatenate([self.keras_model.predict_on_batch(x) for x in dataset]).reshape(-1).astype(np.float64)
+
+    def predict_blobs(self, blobs: list[bytes | None], errors: list[str] | None = None,
+                      batch_size: int = 64, workers: int | None = None) -> pd.DataFrame:  # fmt: skip
+        """Score encoded images; a row that cannot be decoded gets ``p_fake`` NaN, no label and its ``error``."""
+        errors = list(errors) if errors is not None else [""] * len(blobs)
+
+        def check(index: int) -> bytes | None:
+            if blobs[index] is None:
+                return None
+            try:
+                return usable_bytes(blobs[index])
+            except BadImage as failure:
+                errors[index] = str(failure)
+                return None
+
+        with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:  # PIL releases the GIL
+            usable = list(pool.map(check, range(len(blobs))))
+        good = [i for i, blob in enumerate(usable) if blob is not None]
+        p_fake = np.full(len(blobs), np.nan)
+        if good:
+            p_fake[good] = self.predict_encoded([usable[i] for i in good], batch_size)
+        labels = np.where(np.isnan(p_fake), "", np.where(p_fake >= self.config.threshold, "fake", "real"))
+        return pd.DataFrame({"p_fake": p_fake, "label": labels, "error": errors})
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        p_fake = self.predict_pixels(decode_images(model_input, self.config.image_size))
-        labels = np.where(p_fake >= self.config.threshold, "fake", "real")
-        return pd.DataFrame({"p_fake": p_fake.astype(float), "label": labels})
+        blobs, errors = _read_input(model_input)
+        scored = self.predict_blobs(blobs, errors)
+        if _in_server():  # JSON has no NaN: an unscored row's p_fake is null
+            scored["p_fake"] = scored["p_fake"].astype(object).where(scored["p_fake"].notna(), None)
+        return scored
 
 
 def signature():
@@ -72,7 +180,7 @@ def signature():
     from mlflow.types import ColSpec, Schema
 
     inputs = Schema([ColSpec("binary", "image", required=False), ColSpec("string", "path", required=False)])
-    outputs = Schema([ColSpec("double", "p_fake"), ColSpec("string", "label")])
+    outputs = Schema([ColSpec("double", "p_fake"), ColSpec("string", "label"), ColSpec("string", "error")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -98,6 +206,28 @@ def log_detector(keras_model, config: DetectorConfig, example_image: bytes, work
     )
 
 
+def load_pyfunc(model_uri: str):
+    """Load a detector (``models:/…``, ``runs:/…``, a local folder) as an MLflow ``PyFuncModel``.
+
+    Raises:
+        MissingModelError: the model does not exist, or is not a deepfake detector.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except (MlflowException, OSError) as error:
+        raise MissingModelError(f"cannot load model {model_uri}: {str(error).splitlines()[0][:300]}") from None
+    try:
+        detector = model.unwrap_python_model()
+    except (MlflowException, AttributeError, ValueError):
+        detector = None
+    if not isinstance(detector, DeepfakeDetector):
+        raise MissingModelError(f"{model_uri} is not a deepfake detector (an MLflow model logged by "
+                                f"`deepfake-detection train`); its flavors: {', '.join(model.metadata.flavors)}")  # fmt: skip
+    return model
+
+
 def load_detector(model_uri: str) -> DeepfakeDetector:
-    """Load a registered or logged detector (``models:/…``, ``runs:/…``) as the Python object."""
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    """The detector behind ``model_uri`` as the Python object (``.keras_model``, ``.config``)."""
+    return load_pyfunc(model_uri).unwrap_python_model()

@@ -1,0 +1,91 @@
+"""``predict`` throughput next to the bare Keras model, measured side by side in one run.
+
+(a) ``deepfake-detection predict`` end to end: list files, read, check and decode each image
+    exactly as training did, score in batches, write the CSV;
+(b) ``keras_model.predict`` on the same images already decoded in memory (the compute alone).
+
+Prints images/second for both and (a)/(b). Without ``--model`` it builds a benchmark dataset and
+trains a detector (no tuning, 1 epoch) in a temporary tracking store first; that is not timed.
+
+    python benchmarks/predict_throughput.py [--arch custom_c] [--image-size 64] [--repeats 3]
+    python benchmarks/predict_throughput.py --model models:/deepfake-custom_c@champion --data data/combined-real-vs-fake
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="", help="Model URI to time (default: train one here).")
+    parser.add_argument("--data", default="", help="Prepared dataset whose files are scored (default: build one).")
+    parser.add_argument("--arch", default="custom_c")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--num-images", type=int, default=500, help="Bench images per class when building.")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import mlflow
+    import numpy as np
+
+    from deepfake_detection.data.pipeline import load_manifest
+    from deepfake_detection.inference import run_predict
+    from deepfake_detection.model import load_detector, load_pixels
+
+    workspace = Path(tempfile.mkdtemp(prefix="predict-bench-"))
+    if args.model and not os.environ.get("MLFLOW_TRACKING_URI"):  # the store of the folder it was started in
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    os.chdir(workspace)
+    if not args.model:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workspace / 'mlflow.db'}"
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    data = Path(args.data).resolve() if args.data else workspace / "data"
+    if not (data / "manifest.csv").is_file():
+        from deepfake_detection.data.prepare import prepare_bench
+
+        print(f"building a benchmark dataset in {data} …")
+        prepare_bench(data, image_size=args.image_size, num_images=args.num_images, progress=False, check=False)
+    uri = args.model
+    if not uri:
+        from deepfake_detection.config import TrainSettings
+        from deepfake_detection.training import run_training
+
+        print(f"training {args.arch} (no tuning, 1 epoch) …")
+        run_training(TrainSettings(arch=args.arch, data=str(data), image_size=args.image_size, epochs=1,
+                                   tuner="none", work_dir=str(workspace / "outputs")))  # fmt: skip
+        uri = f"models:/deepfake-{args.arch}@champion"
+
+    files = [Path(f) for f in load_manifest(data)["file"]]
+    detector = load_detector(uri)
+    size = detector.config.image_size
+    pixels = np.stack([load_pixels(f.read_bytes(), size) for f in files])
+    detector.keras_model.predict(pixels[: args.batch_size], batch_size=args.batch_size, verbose=0)  # warm-up
+    run_predict(f"{data}/*/*/*", uri, workspace / "warmup.csv", args.batch_size, progress=False)
+
+    end_to_end, bare = [], []
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        summary = run_predict(f"{data}/*/*/*", uri, workspace / "predictions.csv", args.batch_size, progress=False)
+        end_to_end.append(summary.images / (time.perf_counter() - started))
+        started = time.perf_counter()
+        detector.keras_model.predict(pixels, batch_size=args.batch_size, verbose=0)
+        bare.append(len(pixels) / (time.perf_counter() - started))
+    a, b = statistics.median(end_to_end), statistics.median(bare)
+    print(f"model {uri} ({detector.config.architecture}, {size} px), {len(files)} files, batch {args.batch_size}, "
+          f"{os.cpu_count()} CPUs, median of {args.repeats}")  # fmt: skip
+    print(f"(a) predict, files -> CSV          {a:9.1f} images/s")
+    print(f"(b) keras predict, decoded arrays  {b:9.1f} images/s")
+    print(f"(a)/(b) = {a / b:.2f}")
+
+
+if __name__ == "__main__":
+    main()

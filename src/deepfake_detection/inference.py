@@ -1,0 +1,148 @@
+"""``predict``: score image files with a registered or logged detector and write a CSV.
+
+Input: one file, a folder (searched recursively) or a glob pattern. Output columns:
+``path, p_fake, label, threshold, model_uri, error`` — ``p_fake`` is the probability of the
+positive class ``fake``; ``label`` is ``fake`` (1) or ``real`` (0) in words; a file that cannot be
+read or decoded gets an ``error`` and no score, and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from deepfake_detection.data.images import IMAGE_EXTENSIONS
+from deepfake_detection.errors import DeepfakeError, MissingModelError
+
+COLUMNS = ("path", "p_fake", "label", "threshold", "model_uri", "error")
+MODEL_SCHEMES = ("models:/", "runs:/")
+
+
+class InputError(DeepfakeError):
+    """The files to score do not exist or there are none."""
+
+
+@dataclass(frozen=True)
+class PredictSummary:
+    output: Path
+    model_uri: str
+    images: int
+    fake: int
+    real: int
+    errors: int
+    threshold: float
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+def model_uri(spec: str, alias: str = "champion") -> str:
+    """``models:/…`` and ``runs:/…`` URIs and local model folders pass through; an architecture
+    name means its registered model at ``alias``. Anything else is refused with the accepted forms."""
+    from deepfake_detection import tracking
+    from deepfake_detection.architectures import ARCHITECTURES
+
+    spec = spec.strip()
+    if spec.startswith(MODEL_SCHEMES):
+        return spec
+    if spec in ARCHITECTURES:
+        return f"models:/{tracking.registered_name(spec)}@{alias}"
+    if Path(spec, "MLmodel").is_file():
+        return spec
+    raise MissingModelError(
+        f"{spec!r} is not a model this tool can load: give models:/<name>@<alias>, "
+        "models:/<name>/<stage or version>, runs:/<run_id>/model, a local MLflow model folder, "
+        f"or an architecture name ({', '.join(ARCHITECTURES)})"
+    )
+
+
+def collect_inputs(spec: str) -> list[Path]:
+    """The image files named by ``spec``: a file, a folder (recursive, image extensions) or a glob."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        # Files with other extensions are reported too, so nothing is silently left out.
+        others = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS
+                        and not p.name.startswith("."))  # fmt: skip
+        if not files and not others:
+            raise InputError(f"{path} has no files to score (searched recursively)")
+        return files + others
+    if glob.has_magic(spec):
+        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True) if Path(p).is_file())
+        if not files:
+            raise InputError(f"the pattern {spec!r} matches no files")
+        return files
+    raise InputError(f"{spec} does not exist (give an image file, a folder or a glob pattern)")
+
+
+def _read(path: Path) -> tuple[bytes | None, str]:
+    try:
+        return path.read_bytes(), ""
+    except OSError as error:
+        return None, f"cannot read: {error.strerror or error}"
+
+
+def predict_files(detector, files: list[Path], uri: str, batch_size: int = 64, progress: bool = True):
+    """Yield one DataFrame of ``COLUMNS`` per chunk of files, in order."""
+    from tqdm import tqdm
+
+    chunk = max(batch_size * 16, 1024)  # files read, checked and scored together; bounds memory
+    with tqdm(total=len(files), unit="img", desc="predict", disable=not progress) as bar:
+        for start in range(0, len(files), chunk):
+            part = files[start : start + chunk]
+            blobs, errors = zip(*(_read(p) for p in part))
+            scored = detector.predict_blobs(list(blobs), list(errors), batch_size=batch_size)
+            scored.insert(0, "path", [str(p) for p in part])
+            scored.insert(3, "threshold", detector.config.threshold)
+            scored.insert(4, "model_uri", uri)
+            bar.update(len(part))
+            yield scored[list(COLUMNS)]
+
+
+def run_predict(input_spec: str, model: str, output: str | Path, batch_size: int = 64,
+                alias: str = "champion", progress: bool = True) -> PredictSummary:  # fmt: skip
+    """Score every file of ``input_spec`` with ``model``; write ``output`` (CSV) atomically."""
+    from deepfake_detection import tracking
+    from deepfake_detection.model import load_detector
+
+    files = collect_inputs(input_spec)
+    tracking.configure()
+    uri = model_uri(model, alias)
+    detector = load_detector(uri)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    started = time.perf_counter()
+    counts = {"fake": 0, "real": 0, "": 0}
+    try:
+        for number, scored in enumerate(predict_files(detector, files, uri, batch_size, progress)):
+            scored.to_csv(partial, mode="a", header=number == 0, index=False)
+            for label, count in scored["label"].value_counts().items():
+                counts[label] += int(count)
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
+    summary = PredictSummary(output, uri, len(files), counts["fake"], counts["real"], counts[""],
+                             detector.config.threshold, time.perf_counter() - started)  # fmt: skip
+    if os.environ.get("MLFLOW_RUN_ID"):  # inside `mlflow run`: keep the predictions with the run
+        with tracking.run("predict", tags={"step": "predict", "model_uri": uri}):
+            import mlflow
+
+            mlflow.log_params({"predict.input": input_spec, "predict.model_uri": uri, "predict.batch_size": batch_size})
+            mlflow.log_metrics({"images": summary.images, "fake": summary.fake, "real": summary.real,
+                                "errors": summary.errors, "images_per_second": summary.images_per_second})  # fmt: skip
+            mlflow.log_artifact(str(output))
+    return summary
+
+
+def read_predictions(path: Path | str) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, na_values={"p_fake": [""]})
