@@ -283,3 +283,13 @@ def test_mlflow_run_explain_logs_overlays(trained, images):
     assert run.info.status == "FINISHED"
     logged = [a.path for a in client.list_artifacts(run.info.run_id, "gradcam")]
     assert len(logged) == 2 and all(p.endswith("_gradcam.png") for p in logged)
+
+
+def test_gradcam_refuses_a_model_without_feature_maps():
+    import keras_tuner as kt
+
+    from deepfake_detection.architectures import get_architecture
+
+    model = get_architecture("spectrum", 32).build(kt.HyperParameters())
+    with pytest.raises(explain.ExplainError, match="no convolutional layer"):
+        explain.gradcam_model(model)

@@ -165,10 +165,28 @@ def test_vggface_weights_load_by_layer_name_from_a_legacy_h5(tmp_path):
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_every_architecture_has_an_embedding_of_the_documented_size(name):
-    expected = {"vggface16": 2048, "densenet121": 1024, "custom_a": 512, "custom_b": 512, "custom_c": 512}[name]
+    expected = {"vggface16": 2048, "densenet121": 1024, "custom_a": 512, "custom_b": 512, "custom_c": 512,
+                "spectrum": 16}[name]  # spectrum: one ring per frequency up to Nyquist, image_size / 2
     model = get_architecture(name, 32).build(kt.HyperParameters())
     assert model.get_layer("embedding").output.shape[-1] == expected
     assert model.output.shape[-1] == 1 and model.input.shape[1:] == (32, 32, 3)
+
+
+def test_azimuthal_spectrum_finds_the_frequency_of_a_stripe_pattern():
+    from deepfake_detection.architectures.families import AzimuthalSpectrum
+
+    size, frequency = 32, 5
+    stripes = np.cos(2 * np.pi * frequency * np.arange(size) / size)[None, :] * np.ones((size, 1))
+    images = np.repeat((0.5 + 0.4 * stripes)[None, :, :, None], 3, axis=-1).astype(np.float32)
+    flat = np.full_like(images, 0.5)
+    layer = AzimuthalSpectrum(size // 2)
+    spectrum, spectrum_flat = keras.ops.convert_to_numpy(layer(np.concatenate([images, flat])))
+    assert spectrum.shape == (16,)
+    assert int(np.argmax(spectrum[1:])) + 1 == frequency  # the stripes' ring stands out, DC aside
+    assert spectrum[frequency] - spectrum_flat[frequency] > 1  # mean log power of the ring rises
+    np.testing.assert_allclose(spectrum[1:frequency], spectrum_flat[1:frequency], atol=1e-3)
+    restored = AzimuthalSpectrum.from_config(layer.get_config())
+    assert restored.bins == 16
 
 
 @pytest.mark.slow

@@ -115,7 +115,7 @@ def prepare(track: bool, **options) -> None:
 def _train_options(function):
     options = [
         click.option("--arch", default=TRAIN.arch,
-                     help="'all' or a comma list of: vggface16, densenet121, custom_a, custom_b, custom_c."),
+                     help="'all' or a comma list of: vggface16, densenet121, custom_a, custom_b, custom_c, spectrum."),
         click.option("--data", default=TRAIN.data, help="Prepared dataset folder (with manifest.csv)."),
         click.option("--image-size", type=click.IntRange(16, 1024), default=TRAIN.image_size,
                      help="Input side in pixels."),

@@ -57,6 +57,7 @@ class Architecture(kt.HyperModel):
     embedding_dim: int = 0
     named_weights: tuple[str, ...] = ()  # pretrained sets besides "none" and local paths
     min_image_size: int = 16
+    learning_rates: tuple[float, float, float] = (1e-4, 3e-3, 1e-3)  # search range and default
 
     def __init__(self, image_size: int = 64, weights: str = "none"):
         super().__init__(name=self.name, tunable=True)
@@ -96,7 +97,8 @@ class Architecture(kt.HyperModel):
             self.load_pretrained(model)
             self.freeze(model, hp)
         hp.Float("augment", 0.0, 1.0, step=0.25, default=0.5)  # used by the input pipeline
-        learning_rate = hp.Float("learning_rate", 1e-4, 3e-3, sampling="log", default=1e-3)
+        low, high, default = self.learning_rates
+        learning_rate = hp.Float("learning_rate", low, high, sampling="log", default=default)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss="binary_crossentropy",

@@ -1,4 +1,4 @@
-"""The five architectures: VGGFace16, DenseNet-121 and three custom CNNs."""
+"""The architectures: VGGFace16, DenseNet-121, three custom CNNs, and a classical spectral baseline."""
 
 from __future__ import annotations
 
@@ -209,8 +209,62 @@ class ClipResidual(layers.Layer):
         return keras.ops.clip(inputs * 20.0, -3.0, 3.0)
 
 
+@keras.saving.register_keras_serializable(package="deepfake_detection")
+class AzimuthalSpectrum(layers.Layer):
+    """The 1-D power spectrum of Durall et al. (2020): log power of the 2-D Fourier transform
+    of the grey image, averaged over rings of equal spatial frequency, one value per integer
+    radius from 0 to the Nyquist frequency (``bins``)."""
+
+    def __init__(self, bins: int, **kwargs):
+        super().__init__(**kwargs)
+        self.bins = bins
+
+    def build(self, input_shape):
+        height, width = int(input_shape[1]), int(input_shape[2])
+        fy = np.minimum(np.arange(height), height - np.arange(height))[:, None]  # unshifted frequency indices
+        fx = np.minimum(np.arange(width), width - np.arange(width))[None, :]
+        ring = np.floor(np.sqrt((fy * width / height) ** 2 + fx**2)).astype(int).reshape(-1)
+        rings = np.zeros((height * width, self.bins), np.float32)
+        inside = ring < self.bins
+        rings[np.flatnonzero(inside), ring[inside]] = 1.0
+        self.rings = rings / rings.sum(axis=0, keepdims=True)  # mean over each ring
+
+    def call(self, inputs):
+        ops = keras.ops
+        grey = ops.mean(ops.cast(inputs, "float32"), axis=-1)
+        real, imag = ops.fft2((grey, ops.zeros_like(grey)))
+        power = ops.log(real**2 + imag**2 + 1e-8)
+        flat = ops.reshape(power, (-1, power.shape[1] * power.shape[2]))
+        return ops.matmul(flat, ops.convert_to_tensor(self.rings))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.bins)
+
+    def get_config(self):
+        return {**super().get_config(), "bins": self.bins}
+
+
+class Spectrum(Architecture):
+    """A classical reference, not a CNN (after Durall et al. 2020, "Watch your up-convolution"):
+    the azimuthally averaged log power spectrum (``image_size / 2`` values, standardised; the
+    ``embedding``) and a logistic regression on it. GAN up-sampling leaves its mark at high
+    frequencies, which this sees and nothing else: the cheap baseline every CNN should beat."""
+
+    name = "spectrum"
+    preprocessing = "unit"
+    learning_rates = (1e-3, 1e-1, 3e-2)  # a logistic regression on 32 features needs larger steps
+
+    def __init__(self, image_size: int = 64, weights: str = "none"):
+        super().__init__(image_size, weights)
+        self.embedding_dim = image_size // 2
+
+    def backbone(self, x, hp):
+        x = AzimuthalSpectrum(self.embedding_dim, name="azimuthal_spectrum")(x)
+        return layers.BatchNormalization(name=EMBEDDING_LAYER)(x)  # learned standardisation of each ring
+
+
 ARCHITECTURES: dict[str, type[Architecture]] = {
-    cls.name: cls for cls in (VGGFace16, DenseNet121, CustomA, CustomB, CustomC)
+    cls.name: cls for cls in (VGGFace16, DenseNet121, CustomA, CustomB, CustomC, Spectrum)
 }
 
 

@@ -1,0 +1,153 @@
+"""Inference speed against the hardware's limit, per architecture, image size and batch size.
+
+For each model (freshly built, default hyperparameters; speed does not depend on the weights):
+FLOPs per image (TensorFlow's profiler on the frozen graph), images/second of the same call
+``predict`` uses (``predict_on_batch``) at batch 1 / 32 / 128, and the fraction of the
+machine's dense float32 matmul throughput (measured here, same run) that this reaches.
+Then the CPU knobs, on one model: intra-op threads, XLA (``jit_compile``) and bfloat16
+mixed precision, each against the default side by side.
+
+    python benchmarks/inference_speed.py [--arch all] [--sizes 64,224] [--batches 1,32,128] [--seconds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> tuple[float, float]:
+    """Best float32 GFLOP/s of an n x n matmul: TensorFlow, numpy."""
+    import tensorflow as tf
+
+    a = tf.random.uniform((n, n))
+    b = tf.random.uniform((n, n))
+    tf.linalg.matmul(a, b).numpy()
+    best_tf = min(_timed(lambda: tf.linalg.matmul(a, b).numpy()) for _ in range(repeats))
+    x, y = a.numpy(), b.numpy()
+    x @ y
+    best_np = min(_timed(lambda: x @ y) for _ in range(repeats))
+    flops = 2.0 * n**3
+    return flops / best_tf / 1e9, flops / best_np / 1e9
+
+
+def _timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def model_flops(model, image_size: int) -> float:
+    """Floating-point operations for one image (multiply and add counted apart)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    function = tf.function(lambda x: model(x, training=False))
+    concrete = function.get_concrete_function(tf.TensorSpec([1, image_size, image_size, 3], tf.float32))
+    frozen = convert_variables_to_constants_v2(concrete)
+    options = (tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+               .with_empty_output().build())  # fmt: skip
+    return float(tf.compat.v1.profiler.profile(graph=frozen.graph, options=options).total_float_ops)
+
+
+def images_per_second(model, image_size: int, batch: int, seconds: float) -> float:
+    """Steady-state images/second of ``predict_on_batch`` (after a warm-up call)."""
+    images = np.random.default_rng(0).uniform(0, 255, (batch, image_size, image_size, 3)).astype(np.float32)
+    model.predict_on_batch(images)
+    rates, spent = [], 0.0
+    while spent < seconds or len(rates) < 2:
+        took = _timed(lambda: model.predict_on_batch(images))
+        rates.append(batch / took)
+        spent += took
+    return statistics.median(rates)
+
+
+def build(arch: str, image_size: int, jit: bool = False):
+    import keras_tuner as kt
+
+    from deepfake_detection.architectures import get_architecture
+
+    model = get_architecture(arch, image_size).build(kt.HyperParameters())
+    model.jit_compile = jit
+    return model
+
+
+def knobs(arch: str, image_size: int, batch: int, seconds: float) -> None:
+    """The default next to each knob, for one model; all in this process except threads."""
+    import subprocess
+    import sys
+
+    import keras
+
+    print(f"\nCPU knobs, {arch} at {image_size} px, batch {batch} (images/s; ratio to the default):")
+    default = images_per_second(build(arch, image_size), image_size, batch, seconds)
+    print(f"  default (TensorFlow picks the threads)   {default:8.1f}   1.00")
+    xla = images_per_second(build(arch, image_size, jit=True), image_size, batch, seconds)
+    print(f"  XLA jit_compile=True                     {xla:8.1f}   {xla / default:.2f}")
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        bf16 = images_per_second(build(arch, image_size), image_size, batch, seconds)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    print(f"  mixed_bfloat16                           {bf16:8.1f}   {bf16 / default:.2f}")
+    for threads in (1, 2):  # thread pools are fixed once TensorFlow starts: a fresh process each
+        command = [sys.executable, __file__, "--measure", f"{arch}:{image_size}:{batch}", "--threads", str(threads),
+                   "--seconds", str(seconds)]  # fmt: skip
+        rate = float(subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()[-1])
+        print(f"  intra-op threads = {threads}, inter-op = 1     {rate:8.1f}   {rate / default:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="all")
+    parser.add_argument("--sizes", default="64,224")
+    parser.add_argument("--batches", default="1,32,128")
+    parser.add_argument("--seconds", type=float, default=2.0, help="Least time measured per setting.")
+    parser.add_argument("--knobs", default="custom_c:64:32,densenet121:64:32",
+                        help="arch:size:batch settings to try the CPU knobs on ('' = none).")
+    parser.add_argument("--measure", default="", help="arch:size:batch: print only its images/s.")
+    parser.add_argument("--threads", type=int, default=0, help="Intra-op threads (0 = TensorFlow's choice).")
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from deepfake_detection.architectures import parse_architectures
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    if args.measure:
+        arch, size, batch = args.measure.split(":")
+        print(images_per_second(build(arch, int(size)), int(size), int(batch), args.seconds))
+        return
+
+    tf_peak, np_peak = matmul_gflops()
+    peak = max(tf_peak, np_peak)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"{os.cpu_count()} CPUs ({cpu}), TensorFlow {tf.__version__}, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
+    print(f"dense float32 matmul 2048x2048: TensorFlow {tf_peak:.1f} GFLOP/s, numpy {np_peak:.1f} GFLOP/s "
+          f"→ peak used below {peak:.1f} GFLOP/s")  # fmt: skip
+    batches = [int(b) for b in args.batches.split(",")]
+    print(f"\n{'model':<12} {'px':>4} {'GFLOP/img':>10} " + " ".join(f"{'b=' + str(b) + ' img/s':>12} {'% peak':>7}" for b in batches))
+    for size in [int(s) for s in args.sizes.split(",")]:
+        for arch in parse_architectures(args.arch):
+            model = build(arch, size)
+            flops = model_flops(model, size)
+            cells = []
+            for batch in batches:
+                rate = images_per_second(model, size, batch, args.seconds)
+                cells.append(f"{rate:>12.1f} {100 * rate * flops / 1e9 / peak:>6.1f}%")
+            print(f"{arch:<12} {size:>4} {flops / 1e9:>10.3f} " + " ".join(cells), flush=True)
+    for setting in [s for s in args.knobs.split(",") if s]:
+        arch, size, batch = setting.split(":")
+        knobs(arch, int(size), int(batch), args.seconds)
+
+
+if __name__ == "__main__":
+    main()

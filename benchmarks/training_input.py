@@ -1,0 +1,133 @@
+"""Is the input pipeline ever the bottleneck of training? Training images/second of the same
+model fed three ways, measured one after the other in one run:
+
+(a) the project's tf.data pipeline reading the dataset's files (decoded once, then cached —
+    what ``train`` does), without augmentation, and (a+aug) with the default augmentation;
+(b) the same images as tensors already in memory (``model.fit(x, y)``): the compute alone;
+(c) a naive loader: a ``keras.utils.PyDataset`` that opens, converts and resizes every file
+    with PIL in a Python loop, batch by batch — what the original notebooks' generator did.
+
+The first epoch (tracing, and for (a) decoding the files) is reported apart; the steady state
+is the median of the later epochs. Prints (a)/(b) and (a)/(c).
+
+    python benchmarks/training_input.py [--arch custom_a,densenet121] [--image-size 64] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def epoch_timer():
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.times = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self.started)
+
+    return EpochTimer()
+
+
+def naive_loader(files, labels, image_size: int, batch_size: int):
+    import keras
+    from PIL import Image
+
+    class PilLoader(keras.utils.PyDataset):
+        def __len__(self):
+            return (len(files) + batch_size - 1) // batch_size
+
+        def __getitem__(self, index):
+            chosen = slice(index * batch_size, (index + 1) * batch_size)
+            batch = []
+            for path in files[chosen]:
+                with Image.open(path) as picture:
+                    resized = picture.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
+                    batch.append(np.asarray(resized, dtype=np.float32))
+            return np.stack(batch), labels[chosen]
+
+    return PilLoader()
+
+
+def fresh_model(arch: str, image_size: int):
+    import keras
+    import keras_tuner as kt
+
+    from deepfake_detection.architectures import get_architecture
+
+    keras.utils.set_random_seed(0)
+    return get_architecture(arch, image_size).build(kt.HyperParameters())
+
+
+def measure(arch: str, image_size: int, epochs: int, feed, steps_images: int) -> tuple[float, float]:
+    """(first-epoch images/s, steady-state images/s) of ``model.fit`` on ``feed``."""
+    model = fresh_model(arch, image_size)
+    timer = epoch_timer()
+    if isinstance(feed, tuple):
+        model.fit(feed[0], feed[1], batch_size=32, epochs=epochs, shuffle=True, verbose=0, callbacks=[timer])
+    else:
+        model.fit(feed, epochs=epochs, verbose=0, callbacks=[timer])
+    return steps_images / timer.times[0], steps_images / statistics.median(timer.times[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="", help="Prepared dataset (default: build the 64 px benchmark).")
+    parser.add_argument("--arch", default="custom_a,densenet121")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3, help="Epochs per measurement (>= 2).")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from deepfake_detection.data.pipeline import Augment, load_manifest, make_dataset
+    from deepfake_detection.data.sources import LABELS
+
+    data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="training-input-")) / "data"
+    if not (data / "manifest.csv").is_file():
+        from deepfake_detection.data.prepare import prepare_bench
+
+        print(f"building a benchmark dataset in {data} …")
+        prepare_bench(data, image_size=args.image_size, num_images=500, progress=False, check=False)
+    rows = load_manifest(data, "train")
+    files = rows["file"].tolist()
+    labels = rows["label"].map(LABELS).to_numpy(np.float32)
+    size, batch = args.image_size, args.batch_size
+    in_memory = np.stack([x.numpy() for x in make_dataset(data, "train", size, batch_size=1, cache=False)
+                          .map(lambda x, y: x[0])])  # fmt: skip
+    print(f"{len(files)} training images, {size} px, batch {batch}, {os.cpu_count()} CPUs, "
+          f"TensorFlow {tf.__version__}, {args.epochs} epochs per measurement")  # fmt: skip
+    print(f"{'model':<12} {'feed':<34} {'epoch 1 img/s':>14} {'steady img/s':>13}")
+    for arch in [a.strip() for a in args.arch.split(",") if a.strip()]:
+        feeds = [
+            ("a", "(a) tf.data from files, cached", make_dataset(data, "train", size, batch, shuffle=True)),
+            ("a+aug", "(a+aug) tf.data + augmentation",
+             make_dataset(data, "train", size, batch, shuffle=True, augment=Augment())),
+            ("b", "(b) tensors in memory", (in_memory, labels)),
+            ("c", "(c) naive PIL loop (PyDataset)", naive_loader(files, labels, size, batch)),
+        ]
+        results = {}
+        for key, name, feed in feeds:
+            first, results[key] = measure(arch, size, args.epochs, feed, len(files))
+            print(f"{arch:<12} {name:<34} {first:>14.1f} {results[key]:>13.1f}", flush=True)
+        a, b, c = results["a"], results["b"], results["c"]
+        print(f"{arch:<12} (a)/(b) = {a / b:.3f}   (a)/(c) = {a / c:.2f}   (a+aug)/(b) = {results['a+aug'] / b:.3f}")
+
+
+if __name__ == "__main__":
+    main()
