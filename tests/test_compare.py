@@ -51,7 +51,7 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
     run_training(TrainSettings(arch="custom_a,custom_c", data=str(bench_dataset), image_size=32, epochs=1,
                                tuner="none", batch_size=16, work_dir=str(tmp_path / "outputs")))  # fmt: skip
     settings = CompareSettings(models="custom_a,custom_c", data=str(bench_dataset), n_components=8,
-                               work_dir=str(tmp_path / "outputs"))  # fmt: skip
+                               robustness=True, work_dir=str(tmp_path / "outputs"))  # fmt: skip
     table = run_compare(settings)
     assert list(table["model"]) == ["custom_a"] * 3 + ["custom_c"] * 3
     assert list(table["classifier"][:3]) == ["cnn_head", "pca_svm", "pca_svm_nystroem"]
@@ -74,7 +74,16 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
     assert "<table" in (report / "comparison.html").read_text()
     plots = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="plots"))
     names = {p.name for p in plots.glob("*.png")}
-    assert names == {"roc_overlay.png", "pca_explained_variance.png", "pca_scatter.png", "confusion_matrices.png"}
+    assert names == {"roc_overlay.png", "pca_explained_variance.png", "pca_scatter.png", "confusion_matrices.png",
+                     "robustness.png"}
+    robust = pd.read_csv(report / "robustness.csv")
+    assert len(robust) == 2 * 6 and robust["roc_auc"].between(0, 1).all()
+    assert set(robust["perturbation"]) == {"none", "jpeg_q95", "jpeg_q75", "jpeg_q50", "downscale_0.5x", "blur_sigma1"}
+    # Unperturbed, the robustness pass scores exactly what the CNN head did in the table.
+    none = robust.query("perturbation == 'none'").set_index("model")["roc_auc"]
+    heads = table.query("classifier == 'cnn_head'").set_index("model")["roc_auc"]
+    np.testing.assert_allclose(none.loc[["custom_a", "custom_c"]], heads.loc[["custom_a", "custom_c"]], atol=1e-6)
+    assert "robustness_custom_c_jpeg_q50_roc_auc" in run.data.metrics
     for png in plots.glob("*.png"):
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
     embeddings = {a.path for a in client.list_artifacts(run.info.run_id, "embeddings/custom_a")}
@@ -93,3 +102,27 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
     skipped = run_compare(CompareSettings(models="custom_a,vggface16", data=str(bench_dataset), n_components=8,
                                           skip_missing=True, work_dir=str(tmp_path / "outputs")))  # fmt: skip
     assert set(skipped["model"]) == {"custom_a"}
+
+
+def test_perturbations_change_the_image_as_named(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from deepfake_detection import robustness
+
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    original = buffer.getvalue()
+    assert robustness.perturb(original, "none") == original
+    sizes = {}
+    for name in robustness.PERTURBATIONS:
+        with Image.open(io.BytesIO(robustness.perturb(original, name))) as picture:
+            sizes[name] = (picture.format, picture.size)
+            if name == "blur_sigma1":
+                assert np.asarray(picture, dtype=float).std() < pixels.std() * 0.8  # blur smooths noise
+    assert sizes["downscale_0.5x"] == ("PNG", (30, 20))
+    assert sizes["jpeg_q50"] == ("JPEG", (60, 40))
+    q95, q50 = (len(robustness.perturb(original, f"jpeg_q{q}")) for q in (95, 50))
+    assert q50 < q95  # lower quality, fewer bytes

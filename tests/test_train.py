@@ -109,6 +109,15 @@ def test_train_tracks_registers_promotes_and_reloads(bench_dataset, tmp_path):
     assert aliases == {"champion": "2"}  # the challenger alias left with the promotion
 
 
+def test_a_fixed_augmentation_strength_is_not_searched(bench_dataset, tmp_path):
+    run_training(_settings(bench_dataset, tmp_path, augment=0.25, num_samples=12))
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("deepfake-detection")
+    trials = [r for r in client.search_runs([experiment.experiment_id]) if "hp.augment" in r.data.params]
+    assert len(trials) == 2 and {t.data.params["hp.augment"] for t in trials} == {"0.25"}
+    assert list((tmp_path / "outputs").glob("custom_a-*-aug0.25"))  # its own tuner folder
+
+
 def test_failed_promotion_leaves_no_registered_version(bench_dataset, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("registry went away (simulated)")

@@ -135,6 +135,9 @@ def _train_options(function):
         click.option("--seed", type=int, default=TRAIN.seed, help="Seed for data order, augmentation and weights."),
         click.option("--patience", type=click.IntRange(1), default=TRAIN.patience,
                      help="Early-stopping patience (epochs without a better val_auc)."),
+        click.option("--augment", type=click.FloatRange(-1, 1), default=TRAIN.augment,
+                     help="Augmentation strength (JPEG re-compression, blur, rescale; 0 = flips only); "
+                          "-1 = searched by the tuner in 0..1."),
         click.option("--work-dir", default=TRAIN.work_dir, help="Tuner state and checkpoints (a rerun resumes)."),
     ]  # fmt: skip
     for option in reversed(options):
@@ -187,6 +190,8 @@ def promote(arch: str, version: str, role: str) -> None:
               help="Above this many training rows only the approximate (Nystroem) kernel runs.")
 @click.option("--skip-missing", type=bool, default=COMPARE.skip_missing,
               help="Skip models that are not registered (with a warning) instead of failing.")
+@click.option("--robustness", type=bool, default=COMPARE.robustness,
+              help="Also score each model on the test split re-compressed (JPEG 95/75/50), down-scaled 0.5x and blurred.")
 @click.option("--batch-size", type=click.IntRange(1), default=COMPARE.batch_size, help="Embedding batch size.")
 @click.option("--seed", type=int, default=COMPARE.seed, help="Seed for sampling, PCA and k-means.")
 @click.option("--work-dir", default=COMPARE.work_dir, help="Embedding cache and report folder.")
@@ -202,6 +207,12 @@ def _print_table(table) -> None:
 
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if "robustness" in table.attrs:
+            from deepfake_detection.robustness import pivot as by_perturbation
+
+            pivot = by_perturbation(table.attrs["robustness"])
+            click.echo("\nTest ROC-AUC under perturbations (positive class: fake):")
+            click.echo(pivot.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
 _MODEL_HELP = ("models:/<name>@<alias>, models:/<name>/<stage or version>, runs:/<run_id>/model, "

@@ -112,7 +112,7 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
                                seed=settings.seed)  # fmt: skip
     exact_runs = len(parts["train"]) <= settings.exact_max_samples
 
-    rows, curves, pcs, variances, confusions = [], {}, {}, {}, {}
+    rows, curves, pcs, variances, confusions, robust = [], {}, {}, {}, {}, []
     tags = {f"model.{m.label}": f"{m.name}/{m.version}" for m in models}
     with tracking.run("compare", tags={**tags, "step": "compare", "dataset_digest": digest, "positive_class": "fake"}):
         mlflow.log_params({f"compare.{k}": v for k, v in asdict(settings).items()})
@@ -126,6 +126,10 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
                 embeddings[split], heads[split] = cached_extract(cache, detector.keras_model, settings.data,
                                                                  parts[split], size, settings.batch_size)  # fmt: skip
                 mlflow.log_artifact(str(cache), artifact_path=f"embeddings/{model.label}")
+            if settings.robustness:
+                from deepfake_detection import robustness
+
+                robust.extend(robustness.evaluate(detector, parts["test"], model.label, settings.batch_size))
             head = evaluation.binary_metrics(y["test"], heads["test"], detector.config.threshold)
             rows.append({"model": model.label, "version": model.version, "classifier": "cnn_head",
                          "embedding_dim": embeddings["test"].shape[1], "fit_seconds": float("nan"),
@@ -172,6 +176,19 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
             "pca_scatter.png": plots.pca_scatter_figure(pcs),
             "confusion_matrices.png": plots.confusion_grid_figure(confusions),
         }
+        if robust:
+            from deepfake_detection.robustness import pivot, robustness_figure
+
+            robust_table = pd.DataFrame(robust)
+            robust_table.to_csv(report / "robustness.csv", index=False)
+            (report / "robustness.md").write_text("Test ROC-AUC per perturbation (positive class: fake).\n\n"
+                                                  + _markdown(pivot(robust_table).reset_index()))
+            mlflow.log_artifact(str(report / "robustness.csv"), artifact_path="report")
+            mlflow.log_artifact(str(report / "robustness.md"), artifact_path="report")
+            for row in robust_table.itertuples(index=False):
+                mlflow.log_metric(f"robustness_{row.model}_{row.perturbation}_roc_auc", row.roc_auc)
+            figures["robustness.png"] = robustness_figure(robust_table)
+            table.attrs["robustness"] = robust_table
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{name}")
             figure.savefig(report / name, dpi=100)

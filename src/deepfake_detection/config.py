@@ -38,6 +38,7 @@ class TrainSettings:
     num_samples: int = 0  # cap per split, 0 = all
     seed: int = 42
     patience: int = 3  # early stopping on val_auc
+    augment: float = -1.0  # training augmentation strength (JPEG, blur, rescale, flip); -1 = searched by the tuner
     work_dir: str = "outputs"  # tuner state and checkpoints
     experiment: str = "deepfake-detection"
 
@@ -54,6 +55,7 @@ class CompareSettings:
     svm_c: float = 1.0
     exact_max_samples: int = 20000  # above this many training rows, only the approximate kernel runs
     skip_missing: bool = False
+    robustness: bool = False  # also score the test split re-compressed, down-scaled and blurred
     batch_size: int = 64
     seed: int = 42
     work_dir: str = "outputs"  # embedding cache

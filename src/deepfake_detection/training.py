@@ -75,15 +75,20 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
         return data("train", Augment(strength=strength), shuffle=True)
 
     valid, test = data("valid"), data("test")
-    run_dir = Path(settings.work_dir) / f"{name}-{digest}-{settings.image_size}px-seed{settings.seed}"
+    fixed = kt.HyperParameters()
+    augment_tag = ""
+    if settings.augment >= 0:  # a fixed augmentation strength instead of searching it
+        fixed.Fixed("augment", settings.augment)
+        augment_tag = f"-aug{settings.augment:g}"
+    run_dir = Path(settings.work_dir) / f"{name}-{digest}-{settings.image_size}px-seed{settings.seed}{augment_tag}"
     tags = {"architecture": name, "dataset_digest": digest}
 
     if settings.tuner == "none":
-        best = kt.HyperParameters()  # the final build registers every hyperparameter with its default
+        best = fixed  # the final build registers every other hyperparameter with its default
     else:
         tuner = tuning.make_tuner(settings.tuner, tuning.AugmentedHyperModel(architecture, train_data),
                                   run_dir / "tuner", "search", settings.max_trials, settings.epochs,
-                                  settings.executions_per_trial, settings.seed, tags)  # fmt: skip
+                                  settings.executions_per_trial, settings.seed, tags, fixed)  # fmt: skip
         best = tuning.search(tuner, valid, settings.epochs)
 
     keras.utils.set_random_seed(settings.seed)

@@ -84,10 +84,13 @@ def make_tuner(
     executions_per_trial: int = 1,
     seed: int = 42,
     tags: dict | None = None,
+    fixed: kt.HyperParameters | None = None,
 ) -> kt.Tuner:
-    """A keras-tuner tuner of ``kind`` whose trials are logged to MLflow; resumes from disk."""
+    """A keras-tuner tuner of ``kind`` whose trials are logged to MLflow; resumes from disk.
+    ``fixed`` holds hyperparameters pinned to one value (the rest are searched)."""
     common = dict(
         hypermodel=hypermodel, objective=OBJECTIVE, directory=str(directory), project_name=project_name,
+        hyperparameters=fixed, tune_new_entries=True,
         overwrite=False, seed=seed, run_prefix=f"{hypermodel.name}-trial", tags=tags,
         executions_per_trial=executions_per_trial, max_consecutive_failed_trials=1,
     )  # fmt: skip
