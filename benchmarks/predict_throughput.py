@@ -22,6 +22,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from _workspace import bench_data  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,12 +50,7 @@ def main() -> None:
     if not args.model:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workspace / 'mlflow.db'}"
         mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    data = Path(args.data).resolve() if args.data else workspace / "data"
-    if not (data / "manifest.csv").is_file():
-        from deepfake_detection.data.prepare import prepare_bench
-
-        print(f"building a benchmark dataset in {data} …")
-        prepare_bench(data, image_size=args.image_size, num_images=args.num_images, progress=False, check=False)
+    data = bench_data(args.data, workspace, args.image_size, num_images=args.num_images)
     uri = args.model
     if not uri:
         from deepfake_detection.config import TrainSettings
