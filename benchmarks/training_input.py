@@ -3,7 +3,9 @@ model fed three ways, measured one after the other in one run:
 
 (a) the project's tf.data pipeline reading the dataset's files (decoded once, then cached —
     what ``train`` does), without augmentation, and (a+aug) with the default augmentation;
-(b) the same images as tensors already in memory (``model.fit(x, y)``): the compute alone;
+(b) the same images as tensors already in memory (a ``tf.data`` over in-memory tensors): the
+    compute alone; (b') the same arrays given to ``model.fit(x, y)`` directly, which Keras
+    slices batch by batch itself (slower for some models, so (b) is the reference);
 (c) a naive loader: a ``keras.utils.PyDataset`` that opens, converts and resizes every file
     with PIL in a Python loop, batch by batch — what the original notebooks' generator did.
 
@@ -98,11 +100,14 @@ def main() -> None:
           f"TensorFlow {tf.__version__}, {args.rounds} alternating epochs per feed, median of epochs 2-{args.rounds}")  # fmt: skip
     print(f"{'model':<12} {'feed':<34} {'epoch 1 img/s':>14} {'steady img/s':>13}")
     for arch in [a.strip() for a in args.arch.split(",") if a.strip()]:
+        tensors = (tf.data.Dataset.from_tensor_slices((in_memory, labels)).shuffle(len(labels), seed=0)
+                   .batch(batch).prefetch(tf.data.AUTOTUNE))  # fmt: skip
         feeds = [
             ("a", "(a) tf.data from files, cached", make_dataset(data, "train", size, batch, shuffle=True)),
             ("a+aug", "(a+aug) tf.data + augmentation",
              make_dataset(data, "train", size, batch, shuffle=True, augment=Augment())),
-            ("b", "(b) tensors in memory", (in_memory, labels)),
+            ("b", "(b) tensors in memory (tf.data)", tensors),
+            ("b-np", "(b') numpy arrays, fit(x, y)", (in_memory, labels)),
             ("c", "(c) naive PIL loop (PyDataset)", naive_loader(files, labels, size, batch)),
         ]
         # One model per feed; epochs alternate between the feeds so a slow spell of this shared
