@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Five models alternate in one process; oneDNN's default cache (1024 primitives) cannot hold
+# DenseNet's for all of them, and re-creating evicted primitives would be timed as training.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
 
 import numpy as np  # noqa: E402
 

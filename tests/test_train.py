@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -214,3 +216,45 @@ def test_mlflow_run_train_all_architectures(bench_dataset, tmp_path):
     (project_run,) = [r for r in client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
                       if r.data.tags.get("mlflow.project.entryPoint") == "train"]  # fmt: skip
     assert project_run.info.status == "FINISHED"
+
+
+def _wait_for(process, root: Path, pattern: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not list(root.glob(pattern)):
+        assert process.poll() is None, f"train ended ({process.returncode}) before {pattern} appeared"
+        assert time.monotonic() < deadline, f"{pattern} did not appear in {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_train_killed_mid_search_and_mid_fit_resumes_and_leaves_no_orphans(bench_dataset, tmp_path):
+    work = tmp_path / "outputs"
+    command = [sys.executable, "-m", "deepfake_detection", "train", "--arch", "custom_a", "--data", str(bench_dataset),
+               "--image-size", "32", "--epochs", "6", "--max-trials", "2", "--tuner", "random", "--batch-size", "8",
+               "--patience", "10", "--work-dir", str(work)]  # fmt: skip
+    log = (tmp_path / "train.log").open("w")
+    first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    _wait_for(first, work, "custom_a-*/tuner/search/trial_*")  # inside the first trial
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    _wait_for(second, work, "custom_a-*/fit-backup/training_metadata.json")  # the fit has backed up an epoch
+    second.send_signal(signal.SIGKILL)
+    second.wait()
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("deepfake-detection")
+    assert client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")  # left behind by the kills
+    assert client.search_registered_models() == []
+
+    third = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=600)
+    assert third.returncode == 0, (tmp_path / "train.log").read_text()[-3000:]
+    runs = client.search_runs([experiment.experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    orphans = [r for r in runs if r.data.tags.get("failure", "").startswith("orphaned")]
+    assert orphans and all(r.info.status == "FAILED" for r in orphans)
+    assert {r.data.tags.get("pid") for r in orphans if "pid" in r.data.tags} == {str(first.pid), str(second.pid)}
+    (version,) = client.search_model_versions("name = 'deepfake-custom_a'")
+    assert str(version.version) == "1"
+    assert len(list(work.glob("custom_a-*/tuner/search/trial_*"))) == 2  # the search resumed, no trial added
+    (final,) = [r for r in runs if r.info.run_name == "train-custom_a" and r.info.status == "FINISHED"]
+    assert final.data.metrics["epochs_run"] < 6  # the fit went on from its backup instead of starting over

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -77,6 +78,7 @@ def run(name: str, experiment: str = EXPERIMENT_NAME, tags: dict | None = None) 
     """
     import mlflow
 
+    tags = {**(tags or {}), "host": socket.gethostname(), "pid": str(os.getpid())}  # for finding orphans
     parent = mlflow.active_run()
     if parent is not None:
         with mlflow.start_run(
@@ -89,8 +91,44 @@ def run(name: str, experiment: str = EXPERIMENT_NAME, tags: dict | None = None) 
             yield active
         return
     experiment_id = ensure_experiment(experiment)
+    fail_orphans(experiment_id)
     with mlflow.start_run(run_name=name, experiment_id=experiment_id, tags=tags) as active:
         yield active
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True  # exists, another user's
+    return True
+
+
+def fail_orphans(experiment_id: str) -> list[str]:
+    """Mark FAILED the runs left RUNNING by a process of this host that no longer exists (killed,
+    crashed, machine restarted), with their RUNNING descendants; returns their ids."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=5000)
+    host = socket.gethostname()
+    dead = {r.info.run_id for r in running
+            if r.data.tags.get("host") == host and "pid" in r.data.tags and not _alive(r.data.tags["pid"])}  # fmt: skip
+    children: dict[str, list[str]] = {}
+    for r in running:
+        children.setdefault(r.data.tags.get("mlflow.parentRunId", ""), []).append(r.info.run_id)
+    failed, stack = set(), list(dead)
+    while stack:
+        run_id = stack.pop()
+        if run_id not in failed:
+            failed.add(run_id)
+            stack.extend(children.get(run_id, []))
+    for run_id in sorted(failed):
+        client.set_tag(run_id, "failure", "orphaned: its process ended without closing the run")
+        client.set_terminated(run_id, status="FAILED")
+    return sorted(failed)
 
 
 def log_prepared_dataset(report, context: str = "prepared") -> None:

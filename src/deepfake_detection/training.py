@@ -7,11 +7,13 @@ grandchild run per keras-tuner trial.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from deepfake_detection import tracking
@@ -100,6 +102,8 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
         keras.callbacks.EarlyStopping("val_auc", mode="max", patience=settings.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau("val_auc", mode="max", factor=0.5, patience=max(1, settings.patience // 2)),
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_auc", mode="max", save_best_only=True),
+        # A killed fit restarts from its last finished epoch when `train` is run again.
+        _ResumableFit(str(run_dir / "fit-backup"), double_checkpoint=True),
         mlflow.keras.MlflowCallback(),
     ]
     started = time.perf_counter()
@@ -143,6 +147,19 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
     mlflow.set_tags({"registered_model": tracking.registered_name(name), "model_version": version, "role": role})
     return ArchitectureResult(name, run_id, info.model_uri, version, role, threshold, test_metrics,
                               images_per_second, dict(best.values))  # fmt: skip
+
+
+class _ResumableFit(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore (which falls back to the previous epoch's backup when the last
+    one is unreadable); a backup with nothing readable left is discarded and the fit starts over."""
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except OSError as error:
+            log.warning("discarding the unreadable fit backup in %s (%s); the fit starts over", self.backup_dir, error)
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+            self._current_epoch = 0
 
 
 def run_training(settings: TrainSettings) -> list[ArchitectureResult]:
