@@ -69,10 +69,10 @@ def collect_inputs(spec: str) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        found = sorted(p for p in path.rglob("*") if p.is_file())
+        files = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS]
         # Files with other extensions are reported too, so nothing is silently left out.
-        others = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS
-                        and not p.name.startswith("."))  # fmt: skip
+        others = [p for p in found if p.suffix.lower() not in IMAGE_EXTENSIONS and not p.name.startswith(".")]
         if not files and not others:
             raise InputError(f"{path} has no files to score (searched recursively)")
         return files + others

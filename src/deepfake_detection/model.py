@@ -82,7 +82,7 @@ def _read_input(model_input: pd.DataFrame) -> tuple[list[bytes | None], list[str
     if "image" not in model_input.columns and "path" not in model_input.columns:
         raise _invalid("model input needs a column 'image' (encoded image bytes) or 'path' (image files); "
                        f"got columns {list(model_input.columns)}")  # fmt: skip
-    blobs, errors, total = [], [], 0
+    blobs, errors, total, limit = [], [], 0, max_request_bytes()
     for image, path in zip(images.tolist(), paths.tolist()):
         blob, error = None, ""
         if image is not None and not (isinstance(image, float) and np.isnan(image)):
@@ -98,8 +98,8 @@ def _read_input(model_input: pd.DataFrame) -> tuple[list[bytes | None], list[str
         else:
             error = "row has neither image bytes nor a path"
         total += len(blob) if blob else 0
-        if total > max_request_bytes():
-            raise _invalid(f"request too large: more than {max_request_bytes():,} bytes of images; "
+        if total > limit:
+            raise _invalid(f"request too large: more than {limit:,} bytes of images; "
                            "send fewer images per request")  # fmt: skip
         blobs.append(blob)
         errors.append(error)
@@ -120,13 +120,6 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         self.config = DetectorConfig(**json.loads(Path(config_path).read_text()))
         # safe_mode refuses to deserialise Python lambdas (arbitrary code) from the file.
         self.keras_model = keras.saving.load_model(keras_path, compile=False, safe_mode=True)
-
-    def predict_pixels(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """p_fake for decoded pixels (N, size, size, 3) float32 in [0, 255]."""
-        if len(images) == 0:
-            return np.zeros(0)
-        scores = [self.keras_model.predict_on_batch(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-        return np.concatenate(scores).reshape(-1).astype(np.float64)
 
     def predict_encoded(self, blobs: list[bytes], batch_size: int = 64) -> np.ndarray:
         """p_fake for checked encoded images: decoded by the training pipeline's ops in a tf.data

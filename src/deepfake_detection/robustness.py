@@ -8,6 +8,7 @@ encoded again and then goes through the model's usual decode and resize, as an u
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -61,18 +62,18 @@ def perturb(data: bytes, name: str) -> bytes:
 
 def evaluate(detector, rows: pd.DataFrame, label: str, batch_size: int = 64) -> list[dict]:
     """ROC-AUC and accuracy (at the model's threshold) of ``detector`` on ``rows`` under every perturbation."""
-    from sklearn.metrics import roc_auc_score
-
     from tqdm import tqdm
 
+    from deepfake_detection.evaluation import binary_metrics
+
     y = (rows["label"] == "fake").to_numpy().astype(int)
-    originals = [open(path, "rb").read() for path in rows["file"]]
+    originals = [Path(path).read_bytes() for path in rows["file"]]
     results = []
     for name in tqdm(PERTURBATIONS, desc=f"robustness {label}", unit="perturbation"):
         p_fake = detector.predict_encoded([perturb(blob, name) for blob in originals], batch_size)
-        predicted = (p_fake >= detector.config.threshold).astype(int)
-        results.append({"model": label, "perturbation": name, "roc_auc": float(roc_auc_score(y, p_fake)),
-                        "accuracy": float(np.mean(predicted == y)), "mean_p_fake": float(np.mean(p_fake))})  # fmt: skip
+        metrics = binary_metrics(y, p_fake, detector.config.threshold)
+        results.append({"model": label, "perturbation": name, "roc_auc": metrics["roc_auc"],
+                        "accuracy": metrics["accuracy"], "mean_p_fake": float(np.mean(p_fake))})  # fmt: skip
     return results
 
 
