@@ -21,6 +21,7 @@ run: install
 	PATH="$(BIN):$$PATH" mlflow run . -e main --env-manager local
 
 test: install
+	bash .ci/ensure-postgres  # the tests marked `server` start a private PostgreSQL
 	$(BIN)/python -m pytest
 
 ui: install

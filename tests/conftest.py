@@ -91,3 +91,14 @@ def bench_dataset(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("bench") / "data"
     prepare_bench(output, image_size=32, num_images=24, generator_steps=10, progress=False, check=False)
     return output
+
+
+@pytest.fixture(scope="module")
+def tracking_server():
+    """A private PostgreSQL (unix socket only) behind a real ``mlflow server`` with served artifacts
+    on 127.0.0.1, fresh for each test module; stopped and removed afterwards. Tests point at it with
+    ``monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)``."""
+    from tracking_server import tracking_server as start
+
+    with start() as server:
+        yield server

@@ -172,6 +172,9 @@ def log_prepared_dataset(report, context: str = "prepared") -> None:
 # -- Model Registry ---------------------------------------------------------------------
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# Registered-model tags left by a promotion by hand: the version a person made champion, and the
+# newest version then; elections afterwards weigh only the first and versions after the second.
+HAND_PICKED, HAND_PICKED_AMONG = "champion_promoted_by_hand", "champion_promoted_by_hand_among"
 
 
 def registered_name(architecture: str) -> str:
@@ -191,11 +194,14 @@ def git_commit() -> str:
 
 
 def register(model_uri: str, architecture: str, metrics: dict, dataset_digest: str, run_id: str):
-    """Register ``model_uri`` as ``deepfake-<arch>`` and promote it; undo the version on failure.
+    """Register ``model_uri`` as ``deepfake-<arch>`` and elect the champion; undo the version on failure.
 
-    Promotion: if its test ROC-AUC beats the current champion's on the same dataset digest
-    (or there is no champion), alias ``champion`` + stage ``Production`` (archiving the
-    previous one); otherwise alias ``challenger`` + stage ``Staging``.
+    Election: among the versions on the same dataset digest as the current champion (this
+    one's when there is none), the best test ROC-AUC (the earliest on a tie) gets alias
+    ``champion`` + stage ``Production`` (archiving the previous one); the newest version after
+    it gets alias ``challenger`` + stage ``Staging``. A champion on other data is only replaced
+    by hand (``promote``); a champion promoted by hand holds until a later version on its data
+    scores better. Safe with several processes registering at once (see :func:`_elect`).
 
     Returns ``(version, role)``.
     """
@@ -204,34 +210,83 @@ def register(model_uri: str, architecture: str, metrics: dict, dataset_digest: s
 
     client = MlflowClient()
     name = registered_name(architecture)
-    version = mlflow.register_model(model_uri, name, tags={"architecture": architecture})
+    version = mlflow.register_model(
+        model_uri, name,
+        tags={"architecture": architecture, "dataset_digest": dataset_digest, "positive_class": "fake",
+              "test_roc_auc": f"{metrics['roc_auc']:.6f}", "run_id": run_id},
+    )  # fmt: skip
     try:
-        client.set_model_version_tag(name, version.version, "dataset_digest", dataset_digest)
-        client.set_model_version_tag(name, version.version, "test_roc_auc", f"{metrics['roc_auc']:.6f}")
-        client.set_model_version_tag(name, version.version, "positive_class", "fake")
-        client.set_model_version_tag(name, version.version, "run_id", run_id)
-        role = CHAMPION if _beats_champion(client, name, metrics["roc_auc"], dataset_digest) else CHALLENGER
-        promote(architecture, version.version, role)
+        champion = _elect(client, architecture, dataset_digest)
     except BaseException:
         client.delete_model_version(name, version.version)
         raise
+    role = CHAMPION if champion == str(version.version) else CHALLENGER
     return str(version.version), role
 
 
-def _beats_champion(client, name: str, roc_auc: float, dataset_digest: str) -> bool:
+def _by_alias(client, name: str, alias: str):
     from mlflow.exceptions import MlflowException
 
     try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException:
-        return True
-    if champion.tags.get("dataset_digest") != dataset_digest:
-        return False  # not comparable: a champion on other data is only replaced by hand (`promote`)
-    return roc_auc > float(champion.tags.get("test_roc_auc", "-inf"))
+        return None
 
 
-def promote(architecture: str, version: str | int, role: str) -> None:
-    """Give a version the alias ``role`` and its stage (champion → Production, challenger → Staging)."""
+def _elect(client, architecture: str, dataset_digest: str, rounds: int = 20) -> str:
+    """Put the registry in the election's state; return the champion's version.
+
+    The state is a function of the set of versions alone: champion = best test ROC-AUC
+    (earliest on a tie) among the versions on the champion's dataset digest, from the last
+    one promoted by hand on; challenger = the newest version after the champion. Each process ends with a read confirming that state for every
+    version it sees; a version created after that read belongs to a process that reads (and
+    corrects) later, and both compute the same state from the same versions. So concurrent
+    registrations converge, without a lock the registry does not offer.
+    """
+    import random
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    name = registered_name(architecture)
+    last_error: Exception | str = "the registry kept changing"
+    for _ in range(rounds):
+        champion = _by_alias(client, name, CHAMPION)
+        model_tags = client.get_registered_model(name).tags
+        picked, among = model_tags.get(HAND_PICKED, ""), int(model_tags.get(HAND_PICKED_AMONG, 0))
+        everything = {str(v.version): v for v in client.search_model_versions(f"name='{name}'", max_results=10000)}
+        digest = champion.tags.get("dataset_digest") if champion is not None else dataset_digest
+        comparable = [v for v in everything.values()
+                      if v.tags.get("dataset_digest") == digest and "test_roc_auc" in v.tags
+                      and (str(v.version) == picked or int(v.version) > among)]  # fmt: skip
+        if champion is not None:
+            comparable.append(everything.get(str(champion.version), champion))  # may be unscored: promoted by hand
+        best = max(comparable, key=lambda v: (float(v.tags.get("test_roc_auc", "-inf")), -int(v.version)))
+        newer = [v for v in everything.values() if int(v.version) > int(best.version)]
+        challenger = max(newer, key=lambda v: int(v.version)) if newer else None
+        champion_ok = (champion is not None and str(champion.version) == str(best.version)
+                       and best.current_stage == "Production")  # fmt: skip
+        current = _by_alias(client, name, CHALLENGER) if challenger is not None else None
+        challenger_ok = challenger is None or (
+            current is not None and str(current.version) == str(challenger.version)
+            and challenger.current_stage == "Staging"
+        )  # fmt: skip
+        if champion_ok and challenger_ok:
+            return str(best.version)
+        try:
+            if not champion_ok:
+                promote(architecture, best.version, CHAMPION)
+            if not challenger_ok:
+                promote(architecture, challenger.version, CHALLENGER)
+        except MlflowException as error:  # e.g. two processes setting one alias at once: read again
+            last_error = error
+        time.sleep(random.uniform(0.02, 0.2))
+    raise TrackingError(f"could not settle the champion of {name} in {rounds} rounds: {last_error}")
+
+
+def promote(architecture: str, version: str | int, role: str, by_hand: bool = False) -> None:
+    """Give a version the alias ``role`` and its stage (champion → Production, challenger → Staging).
+    ``by_hand``: a person chose it; older versions no longer take part in elections."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -250,6 +305,10 @@ def promote(architecture: str, version: str | int, role: str) -> None:
         warnings.simplefilter("ignore", FutureWarning)
         client.set_registered_model_alias(name, role, str(version))
         client.transition_model_version_stage(name, str(version), stage, archive_existing_versions=role == CHAMPION)
+    if by_hand and role == CHAMPION:
+        newest = max(int(v.version) for v in client.search_model_versions(f"name='{name}'", max_results=10000))
+        client.set_registered_model_tag(name, HAND_PICKED, str(version))
+        client.set_registered_model_tag(name, HAND_PICKED_AMONG, str(newest))
 
 
 def log_dataset_input(root: str, parts: dict, digest: str) -> None:

@@ -1,0 +1,184 @@
+"""A throw-away shared tracking server for tests: a private PostgreSQL + a real ``mlflow server``.
+
+PostgreSQL listens on a unix socket in a private temporary folder only (``listen_addresses =
+''``: no TCP port at all); ``mlflow server`` talks to it through that socket, serves the
+artifacts (``--serve-artifacts``, stored under ``<tmp>/artifacts``) and listens on 127.0.0.1.
+Everything started is stopped, and the folder removed, on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import requests
+
+PG_PROGRAMS = ("initdb", "pg_ctl", "postgres")
+MISSING = (
+    "PostgreSQL server programs (initdb, pg_ctl, postgres) not found on PATH or in /usr/lib/postgresql/*/bin; "
+    "the tests marked 'server' need them: run .ci/ensure-postgres (as root it installs Debian's postgresql), "
+    "or deselect them with -m 'not server'"
+)
+
+
+@dataclass(frozen=True)
+class TrackingServer:
+    url: str  # http://127.0.0.1:<port>, for MLFLOW_TRACKING_URI
+    artifacts: Path  # --artifacts-destination: where the served artifacts lie
+    socket_dir: Path  # PostgreSQL's unix socket folder (its only way in)
+    pg_port: int  # names the socket file .s.PGSQL.<pg_port>; nothing listens on it over TCP
+    pg_data: Path
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def postgres_bin() -> Path:
+    """The folder holding initdb, pg_ctl and postgres: PATH first, then the newest Debian install."""
+    candidates = []
+    found = shutil.which("initdb")
+    if found:
+        candidates.append(Path(os.path.realpath(found)).parent)
+    versions = glob.glob("/usr/lib/postgresql/*/bin")
+    candidates += [Path(p) for p in sorted(versions, key=lambda p: _version(p), reverse=True)]
+    for folder in candidates:
+        if all(os.access(folder / name, os.X_OK) for name in PG_PROGRAMS):
+            return folder
+    raise RuntimeError(MISSING)
+
+
+def _version(path: str) -> tuple:
+    name = Path(path).parent.name
+    return tuple(int(part) if part.isdigit() else 0 for part in name.split("."))
+
+
+def free_port() -> int:
+    with socket.socket() as handle:
+        handle.bind(("127.0.0.1", 0))
+        return handle.getsockname()[1]
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its programs as the ``postgres`` user then."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *command]
+    return command
+
+
+def _run(command: list[str], cwd: Path) -> None:
+    result = subprocess.run(_as_postgres(command), cwd=cwd, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def postgres(root: Path) -> Iterator[tuple[Path, int]]:
+    """A PostgreSQL cluster in ``root/data`` with a database ``mlflow`` owned by user ``mlflow``,
+    reachable only through the unix socket in ``root``; yields (socket folder, port)."""
+    import psycopg2
+
+    bin_dir = postgres_bin()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    data, log, port = root / "data", root / "postgres.log", free_port()
+    _run([str(bin_dir / "initdb"), "-D", str(data), "-U", "mlflow", "-A", "trust", "-E", "UTF8",
+          "--locale=C", "--no-sync"], cwd=root)  # fmt: skip
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write(
+            "\n# tests/tracking_server.py: unix socket only, throw-away data\n"
+            f"listen_addresses = ''\nunix_socket_directories = '{root}'\nport = {port}\n"
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+        )
+    pg_ctl = str(bin_dir / "pg_ctl")
+    try:
+        try:
+            _run([pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "start"], cwd=root)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}\npostgres log:\n{_tail(log)}") from None
+        connection = psycopg2.connect(host=str(root), port=port, user="mlflow", dbname="postgres")
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE DATABASE mlflow")
+        finally:
+            connection.close()
+        yield root, port
+    finally:
+        subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop"]),
+                       cwd=root, capture_output=True, timeout=90)  # fmt: skip
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop ``mlflow server`` and what it spawned (uvicorn): its own process group."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # any child left behind, even after the parent exited
+    process.wait()
+
+
+@contextlib.contextmanager
+def tracking_server(timeout: float = 60.0) -> Iterator[TrackingServer]:
+    """Start PostgreSQL + ``mlflow server`` (served artifacts) on 127.0.0.1; stop both on exit."""
+    postgres_bin()  # fail with the clear message before making anything
+    root = Path(tempfile.mkdtemp(prefix="pg-"))  # short: a unix socket path must stay under ~107 bytes
+    try:
+        with postgres(root) as (socket_dir, pg_port):
+            artifacts, log_path, port = root / "artifacts", root / "mlflow-server.log", free_port()
+            artifacts.mkdir()
+            command = [
+                sys.executable, "-m", "mlflow", "server",
+                "--backend-store-uri", f"postgresql+psycopg2://mlflow@/mlflow?host={socket_dir}&port={pg_port}",
+                "--artifacts-destination", str(artifacts), "--serve-artifacts",
+                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            ]  # fmt: skip
+            env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+            env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job runner + huey workers: 2 cores
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True)  # fmt: skip
+            try:
+                url = f"http://127.0.0.1:{port}"
+                _wait_healthy(process, url, log_path, timeout)
+                yield TrackingServer(url, artifacts, socket_dir, pg_port, root / "data")
+            finally:
+                _stop(process)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_healthy(process: subprocess.Popen, url: str, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{_tail(log_path)}")
+        try:
+            if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"mlflow server did not answer {url}/health within {timeout:.0f} s:\n{_tail(log_path)}")
