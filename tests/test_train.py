@@ -258,3 +258,104 @@ def test_train_killed_mid_search_and_mid_fit_resumes_and_leaves_no_orphans(bench
     assert len(list(work.glob("custom_a-*/tuner/search/trial_*"))) == 2  # the search resumed, no trial added
     (final,) = [r for r in runs if r.info.run_name == "train-custom_a" and r.info.status == "FINISHED"]
     assert final.data.metrics["epochs_run"] < 6  # the fit went on from its backup instead of starting over
+
+
+MIRRORED = """
+import sys
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from deepfake_detection.config import TrainSettings
+from deepfake_detection.training import run_training
+
+(result,) = run_training(TrainSettings(arch="custom_a", data=sys.argv[1], image_size=32, epochs=1, max_trials=1,
+                                       batch_size=16, distribute="mirrored", work_dir=sys.argv[2]))
+print("registered", result.version, result.test["roc_auc"])
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_trains_on_two_logical_devices(bench_dataset, tmp_path):
+    result = subprocess.run([sys.executable, "-c", MIRRORED, str(bench_dataset), str(tmp_path / "outputs")],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "registered 1" in result.stdout
+    client = MlflowClient()
+    (child,) = [r for r in client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
+                if r.info.run_name == "train-custom_a"]  # fmt: skip
+    assert child.data.params["distribute"] == "mirrored"
+    assert child.data.params["devices"].split(",") == ["/job:localhost/replica:0/task:0/device:CPU:0",
+                                                       "/job:localhost/replica:0/task:0/device:CPU:1"]  # fmt: skip
+    assert 0 <= child.data.metrics["test_roc_auc"] <= 1
+    images = pd.DataFrame({"image": [p.read_bytes() for p in sorted((bench_dataset / "test").rglob("*.jpg"))[:4]]})
+    assert len(mlflow.pyfunc.load_model("models:/deepfake-custom_a@champion").predict(images)) == 4
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+MULTI_WORKER = """
+import json, os, sys
+ports, index = sys.argv[1].split(","), int(sys.argv[2])
+os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                      "task": {"type": "worker", "index": index}})
+import numpy as np, tensorflow as tf, keras
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+with strategy.scope():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("sgd", "binary_crossentropy")
+x = np.random.default_rng(0).random((64, 4), dtype=np.float32)
+model.fit(tf.data.Dataset.from_tensor_slices((x, x[:, 0] > 0.5)).batch(16), epochs=1, verbose=0)
+print("fit finished on worker", index)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(raises=AssertionError, strict=False,
+                   reason="Keras 3 fit under MultiWorkerMirroredStrategy: 'unsupported type PerReplica' "
+                          "(keras-team/keras#20585); passes once the upstream fix lands")  # fmt: skip
+def test_multi_worker_mirrored_strategy_fits_across_two_processes(tmp_path):
+    ports = ",".join(str(_free_port()) for _ in range(2))
+    workers = [subprocess.Popen([sys.executable, "-c", MULTI_WORKER, ports, str(i)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for i in range(2)]  # fmt: skip
+    outputs = [worker.communicate(timeout=180)[0] for worker in workers]
+    for worker, output in zip(workers, outputs):
+        if worker.returncode != 0 and "PerReplica" not in output:  # not the known bug: a real failure
+            raise RuntimeError(output[-3000:])
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][-1500:]
+    assert all("fit finished" in output for output in outputs)
+
+
+def test_the_champion_election_rules(tmp_path):
+    """Best test ROC-AUC on the champion's data wins (earliest on a tie); challenger = newest after it;
+    a champion promoted by hand holds until a later version beats it; other data never takes over."""
+    client = MlflowClient()
+    name = tracking.registered_name("rules")
+    client.create_registered_model(name)
+
+    def register(score: float, digest: str = "d") -> tuple[str, str]:
+        tags = {"dataset_digest": digest, "test_roc_auc": f"{score:.6f}"}
+        version = client.create_model_version(name, (tmp_path / "model").as_uri(), tags=tags)
+        return str(version.version), tracking._elect(client, "rules", digest)
+
+    def state() -> dict:
+        return {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+
+    assert register(0.60) == ("1", "1") and state() == {"champion": "1"}
+    assert register(0.50) == ("2", "1") and state() == {"champion": "1", "challenger": "2"}
+    assert register(0.70) == ("3", "3") and state() == {"champion": "3", "challenger": "2"}
+    assert register(0.70) == ("4", "3")  # a tie keeps the earlier version
+    assert client.get_model_version(name, "1").current_stage == "Archived"
+    tracking.promote("rules", 2, "champion", by_hand=True)  # a person prefers version 2 (0.50)
+    assert register(0.55) == ("5", "5")  # beats the hand-picked 0.50; versions 3 and 4 no longer count
+    assert register(0.52) == ("6", "5") and state() == {"champion": "5", "challenger": "6"}
+    assert register(0.99, digest="other") == ("7", "5")  # other data: only by hand
+    assert state() == {"champion": "5", "challenger": "7"}
+    stages = {str(v.version): v.current_stage for v in client.search_model_versions(f"name = '{name}'")}
+    assert list(stages.values()).count("Production") == 1 and stages["5"] == "Production" and stages["7"] == "Staging"

@@ -112,10 +112,12 @@ def prepare(track: bool, **options) -> None:
     run_prepare(PrepareSettings(**options), track=track)
 
 
-def _train_options(function):
+ARCHITECTURES = "vggface16, densenet121, custom_a, custom_b, custom_c, spectrum"
+
+
+def _train_options(function, arch_default: str = TRAIN.arch, arch_help: str = f"'all' or a comma list of: {ARCHITECTURES}."):
     options = [
-        click.option("--arch", default=TRAIN.arch,
-                     help="'all' or a comma list of: vggface16, densenet121, custom_a, custom_b, custom_c, spectrum."),
+        click.option("--arch", default=arch_default, help=arch_help),
         click.option("--data", default=TRAIN.data, help="Prepared dataset folder (with manifest.csv)."),
         click.option("--image-size", type=click.IntRange(16, 1024), default=TRAIN.image_size,
                      help="Input side in pixels."),
@@ -138,6 +140,8 @@ def _train_options(function):
         click.option("--augment", type=click.FloatRange(-1, 1), default=TRAIN.augment,
                      help="Augmentation strength (JPEG re-compression, blur, rescale; 0 = flips only); "
                           "-1 = searched by the tuner in 0..1."),
+        click.option("--distribute", type=click.Choice(["none", "mirrored"]), default=TRAIN.distribute,
+                     help="mirrored: data-parallel over this machine's GPUs (tf.distribute.MirroredStrategy)."),
         click.option("--work-dir", default=TRAIN.work_dir, help="Tuner state and checkpoints (a rerun resumes)."),
     ]  # fmt: skip
     for option in reversed(options):
@@ -161,6 +165,28 @@ def train(**options) -> None:
     _print_results(run_training(TrainSettings(**options)))
 
 
+def _tune_options(function):
+    return _train_options(function, arch_default="custom_c", arch_help=f"One of: {ARCHITECTURES}.")
+
+
+@main.command()
+@click.option("--role", type=click.Choice(["chief", "worker"]), required=True,
+              help="chief: serves the search and trains the best model once; worker: runs trials.")
+@click.option("--oracle", default="127.0.0.1:8000", help="HOST:PORT the chief listens on and the workers call.")
+@click.option("--worker-id", default="", help="Worker: a unique name; the same name again resumes its trial.")
+@click.option("--wait", type=click.FloatRange(0), default=300.0, help="Worker: seconds to wait for the chief's run.")
+@_tune_options
+def tune(role: str, oracle: str, worker_id: str, wait: float, **options) -> None:
+    """Distributed search (keras-tuner chief/worker over gRPC): start one chief and any number of workers."""
+    from deepfake_detection.training import run_tuning
+
+    result = run_tuning(TrainSettings(**options), role, oracle, worker_id, wait)
+    if result is not None:
+        _print_results([result])
+    else:
+        click.echo(f"worker {worker_id}: no trials left")
+
+
 @main.command()
 @click.option("--arch", required=True, help="Architecture whose registered model to change, e.g. custom_a.")
 @click.option("--version", required=True, help="Model version number.")
@@ -171,7 +197,7 @@ def promote(arch: str, version: str, role: str) -> None:
     from deepfake_detection import tracking
 
     tracking.configure()
-    tracking.promote(arch, version, role)
+    tracking.promote(arch, version, role, by_hand=True)
     click.echo(f"{tracking.registered_name(arch)} version {version} is now {role}")
 
 

@@ -39,6 +39,7 @@ class TrainSettings:
     seed: int = 42
     patience: int = 3  # early stopping on val_auc
     augment: float = -1.0  # training augmentation strength (JPEG, blur, rescale, flip); -1 = searched by the tuner
+    distribute: str = "none"  # none | mirrored (data-parallel over this machine's GPUs, else its logical CPUs)
     work_dir: str = "outputs"  # tuner state and checkpoints
     experiment: str = "deepfake-detection"
 

@@ -23,3 +23,7 @@ class TrackingError(DeepfakeError):
 
 class MissingModelError(DeepfakeError):
     """A model, registered model, alias or stage asked for does not exist, or is not a detector."""
+
+
+class TuningError(DeepfakeError):
+    """A distributed hyperparameter search cannot start or go on (address, chief, roles)."""

@@ -6,6 +6,7 @@ grandchild run per keras-tuner trial.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -48,17 +49,13 @@ def _log_figure(figure, name: str) -> None:
     plt.close(figure)
 
 
-def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: str) -> ArchitectureResult:
-    """Train, evaluate, log and register one architecture inside the active (child) run."""
-    import keras
+def _searcher(name: str, settings: TrainSettings, parts: dict, digest: str):
+    """What a search needs: ``(architecture, data(split), train_data(strength), fixed hps, run_dir, tags)``."""
     import keras_tuner as kt
-    import mlflow
     import tensorflow as tf
 
-    from deepfake_detection import evaluation, plots, tuning
     from deepfake_detection.architectures import get_architecture
     from deepfake_detection.data.pipeline import Augment, make_dataset
-    from deepfake_detection.model import DetectorConfig, log_detector
 
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
     keras.utils.set_random_seed(settings.seed)
@@ -76,7 +73,6 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
     def train_data(strength):
         return data("train", Augment(strength=strength), shuffle=True)
 
-    valid, test = data("valid"), data("test")
     fixed = kt.HyperParameters()
     augment_tag = ""
     if settings.augment >= 0:  # a fixed augmentation strength instead of searching it
@@ -84,17 +80,66 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
         augment_tag = f"-aug{settings.augment:g}"
     run_dir = Path(settings.work_dir) / f"{name}-{digest}-{settings.image_size}px-seed{settings.seed}{augment_tag}"
     tags = {"architecture": name, "dataset_digest": digest}
+    return architecture, data, train_data, fixed, run_dir, tags
 
+
+def _tuner(settings: TrainSettings, architecture, train_data, fixed, run_dir: Path, tags: dict,
+           parent_run_id: str | None = None):  # fmt: skip
+    from deepfake_detection import tuning
+
+    strategy = distribution_strategy(settings.distribute)
+    return tuning.make_tuner(settings.tuner, tuning.AugmentedHyperModel(architecture, train_data),
+                             run_dir / "tuner", "search", settings.max_trials, settings.epochs,
+                             settings.executions_per_trial, settings.seed, tags, fixed, parent_run_id,
+                             strategy)  # fmt: skip
+
+
+DISTRIBUTE = ("none", "mirrored")
+
+
+def distribution_strategy(kind: str):
+    """``None`` (one device) or a ``tf.distribute.MirroredStrategy`` over this machine's GPUs
+    (its logical CPU devices when it has no GPU and more than one CPU device is configured).
+
+    Data-parallel: each batch of ``batch_size`` is split over the devices and the gradients are
+    summed. Several machines are not supported: see the README (MultiWorkerMirroredStrategy).
+    """
+    import tensorflow as tf
+
+    if kind == "none":
+        return None
+    if kind != "mirrored":
+        raise DatasetError(f"unknown distribution {kind!r}; choose from {', '.join(DISTRIBUTE)}")
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: str) -> ArchitectureResult:
+    """Train, evaluate, log and register one architecture inside the active (child) run.
+
+    As the chief of a distributed search (``KERASTUNER_TUNER_ID=chief``) the search step
+    serves the oracle to the workers, who run the trials, and returns when they are done.
+    """
+    import mlflow
+
+    from deepfake_detection import evaluation, plots, tuning
+    from deepfake_detection.model import DetectorConfig, log_detector
+
+    architecture, data, train_data, fixed, run_dir, tags = _searcher(name, settings, parts, digest)
+    valid, test = data("valid"), data("test")
     if settings.tuner == "none":
         best = fixed  # the final build registers every other hyperparameter with its default
     else:
-        tuner = tuning.make_tuner(settings.tuner, tuning.AugmentedHyperModel(architecture, train_data),
-                                  run_dir / "tuner", "search", settings.max_trials, settings.epochs,
-                                  settings.executions_per_trial, settings.seed, tags, fixed)  # fmt: skip
+        tuner = _tuner(settings, architecture, train_data, fixed, run_dir, tags)
         best = tuning.search(tuner, valid, settings.epochs)
 
     keras.utils.set_random_seed(settings.seed)
-    model = architecture.build(best)
+    strategy = distribution_strategy(settings.distribute)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = architecture.build(best)
+    if strategy is not None:
+        mlflow.log_params({"devices": ",".join(strategy.extended.worker_devices)})
     mlflow.log_params({f"best.{k}": v for k, v in best.values.items()})
     checkpoint = run_dir / "checkpoint.keras"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +207,7 @@ class _ResumableFit(keras.callbacks.BackupAndRestore):
             self._current_epoch = 0
 
 
-def run_training(settings: TrainSettings) -> list[ArchitectureResult]:
+def run_training(settings: TrainSettings, run_name: str = "train", tags: dict | None = None) -> list[ArchitectureResult]:
     """The whole ``train`` entry point: checks first, then one child run per architecture."""
     import mlflow
 
@@ -172,6 +217,8 @@ def run_training(settings: TrainSettings) -> list[ArchitectureResult]:
     names = parse_architectures(settings.arch)
     if settings.tuner not in TUNERS:
         raise DatasetError(f"unknown tuner {settings.tuner!r}; choose from {', '.join(TUNERS)}")
+    if settings.distribute not in DISTRIBUTE:
+        raise DatasetError(f"unknown distribution {settings.distribute!r}; choose from {', '.join(DISTRIBUTE)}")
     tracking.configure()
     from deepfake_detection.data.pipeline import load_splits
 
@@ -179,8 +226,8 @@ def run_training(settings: TrainSettings) -> list[ArchitectureResult]:
     digest = tracking.dataset_digest_of(settings.data)
     settings = replace(settings, data=str(Path(settings.data)))
     results = []
-    common_tags = {"dataset_digest": digest, "git_commit": tracking.git_commit(), "positive_class": "fake"}
-    with tracking.run("train", experiment=settings.experiment, tags={**common_tags, "step": "train"}):
+    common_tags = {"dataset_digest": digest, "git_commit": tracking.git_commit(), "positive_class": "fake", **(tags or {})}
+    with tracking.run(run_name, experiment=settings.experiment, tags={**common_tags, "step": run_name}):
         mlflow.log_params({f"train.{k}": v for k, v in asdict(settings).items()})
         tracking.log_dataset_input(settings.data, parts, digest)
         for name in names:
@@ -191,3 +238,99 @@ def run_training(settings: TrainSettings) -> list[ArchitectureResult]:
                 results.append(train_architecture(name, settings, parts, digest))
         mlflow.log_metrics({f"{r.architecture}_test_roc_auc": r.test["roc_auc"] for r in results})
     return results
+
+
+ROLES = ("chief", "worker")
+
+
+def run_tuning(settings: TrainSettings, role: str, oracle: str, worker_id: str = "",
+               wait_seconds: float = 300.0) -> ArchitectureResult | None:  # fmt: skip
+    """One process of a distributed search, in keras-tuner's chief/worker mode over gRPC.
+
+    The chief serves the oracle (which hands out trials), waits until the workers have run
+    them all, then trains, evaluates and registers the best hyperparameters once, exactly
+    as ``train`` does. A worker runs the trials it is handed, each as an MLflow run nested
+    under the chief's run, and returns ``None``. Chief and workers must be given the same
+    training settings; ``study`` (the tuner folder's name) ties them together.
+    """
+    import os
+
+    import mlflow
+
+    from deepfake_detection.architectures import parse_architectures
+    from deepfake_detection.data.pipeline import load_splits
+    from deepfake_detection.errors import TuningError
+
+    names = parse_architectures(settings.arch)
+    if len(names) != 1:
+        raise TuningError(f"tune searches one architecture at a time; got {', '.join(names)}")
+    if role not in ROLES:
+        raise TuningError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    if settings.tuner == "none":
+        raise TuningError("tune needs a tuner (random, bayesian or hyperband), not 'none'")
+    host, _, port = oracle.rpartition(":")
+    if not host or not port.isdigit():
+        raise TuningError(f"--oracle must be HOST:PORT, got {oracle!r}")
+    if role == "worker" and (not worker_id or "chief" in worker_id):
+        raise TuningError("a worker needs --worker-id, unique among the workers and without the word 'chief' "
+                          "(the same id again resumes that worker's unfinished trial)")  # fmt: skip
+    tracking.configure()
+    parts = load_splits(settings.data, settings.num_samples, settings.seed)
+    digest = tracking.dataset_digest_of(settings.data)
+    settings = replace(settings, data=str(Path(settings.data)))
+    os.environ.update(KERASTUNER_TUNER_ID="chief" if role == "chief" else worker_id,
+                      KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port)  # fmt: skip
+    architecture, data, train_data, fixed, run_dir, tags = _searcher(names[0], settings, parts, digest)
+    study = run_dir.name
+    if role == "chief":
+        (result,) = run_training(settings, run_name="tune", tags={"study": study, "oracle": oracle})
+        return result
+    with _exclusive(run_dir / "tuner" / "search" / f"{worker_id}.lock", worker_id):
+        parent = _chief_run(settings.experiment, study, wait_seconds)
+        os.environ.pop("MLFLOW_RUN_ID", None)  # under `mlflow run` the worker's own run stays empty
+        tuner = _tuner(settings, architecture, train_data, fixed, run_dir, {**tags, "study": study}, parent)
+        log.info("tuning worker %s: trials go under run %s", worker_id, parent)
+        tuner.search(validation_data=data("valid"), epochs=settings.epochs, verbose=0)
+    return None
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path, worker_id: str):
+    """Refuse a second live worker with the same id: the oracle hands a tuner id's unfinished
+    trial to whoever asks with that id, so two such workers would train the same trial into
+    the same checkpoint (keras-tuner then fails one of them on the HDF5 file lock, trial after
+    trial, until "Number of consecutive failures exceeded the limit"). The kernel drops the
+    lock when the process dies, so a restarted worker takes it again and resumes its trial."""
+    import fcntl
+
+    from deepfake_detection.errors import TuningError
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TuningError(f"worker id {worker_id!r} is taken by a running worker of this search ({lock}); "
+                              "give each worker its own --worker-id") from None  # fmt: skip
+        yield
+
+
+def _chief_run(experiment: str, study: str, wait_seconds: float) -> str:
+    """The running chief's architecture run of ``study``, waited for up to ``wait_seconds``."""
+    import mlflow
+
+    from deepfake_detection.errors import TuningError
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is not None:
+            runs = mlflow.search_runs([found.experiment_id], output_format="list", max_results=1, filter_string=(
+                f"tags.study = '{study}' and tags.step = 'train-architecture' and attributes.status = 'RUNNING'"))  # fmt: skip
+            if runs:
+                return runs[0].info.run_id
+        if time.monotonic() > deadline:
+            raise TuningError(f"no chief is running the search {study!r} in experiment {experiment!r} at "
+                              f"{tracking.tracking_uri()} after {wait_seconds:.0f} s: start the chief first, "
+                              "with the same --arch, --data, --image-size, --seed and --augment")  # fmt: skip
+        time.sleep(1.0)

@@ -6,13 +6,21 @@ search started again with the same arguments resumes where it stopped.
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import time
 from pathlib import Path
 from typing import Callable
 
 import keras_tuner as kt
 import mlflow
+from keras_tuner.src.distribute import utils as dist_utils
 
 from deepfake_detection.architectures import Architecture
+from deepfake_detection.errors import TuningError
+
+log = logging.getLogger(__name__)
 
 TUNERS = ("hyperband", "bayesian", "random", "none")
 OBJECTIVE = kt.Objective("val_auc", direction="max")
@@ -20,28 +28,95 @@ OBJECTIVE = kt.Objective("val_auc", direction="max")
 
 def _tracked(base: type[kt.Tuner]) -> type[kt.Tuner]:
     class TrackedTuner(base):
-        """Logs every trial as a nested MLflow run: hyperparameters and validation metrics."""
+        """Logs every trial as a nested MLflow run: hyperparameters and validation metrics.
 
-        def __init__(self, *args, run_prefix: str = "trial", tags: dict | None = None, **kwargs):
+        The parent is the active run, or ``parent_run_id`` (a distributed worker has no run of
+        its own: its trials hang under the chief's). A trial run again (a retry, a worker
+        restarted after a crash) goes on in the run of its first attempt: one run per trial.
+        """
+
+        def __init__(self, *args, run_prefix: str = "trial", tags: dict | None = None,
+                     parent_run_id: str | None = None, **kwargs):  # fmt: skip
             super().__init__(*args, **kwargs)
             self.run_prefix = run_prefix
             self.run_tags = tags or {}
+            self.parent_run_id = parent_run_id
 
         def run_trial(self, trial, *args, **kwargs):
-            parent = mlflow.active_run()
-            with mlflow.start_run(
-                run_name=f"{self.run_prefix}-{trial.trial_id}",
-                nested=True,
-                experiment_id=parent.info.experiment_id if parent else None,
-                tags={**self.run_tags, "step": "trial", "trial_id": trial.trial_id},
-            ):
+            active = mlflow.active_run()
+            parent_id = active.info.run_id if active else self.parent_run_id
+            experiment_id = mlflow.get_run(parent_id).info.experiment_id if parent_id else None
+            tags = {**self.run_tags, "step": "trial", "trial_id": trial.trial_id, "tuner_id": self.tuner_id,
+                    "host": socket.gethostname(), "pid": str(os.getpid())}  # fmt: skip
+            earlier = _trial_run_id(experiment_id, parent_id, trial.trial_id) if parent_id else None
+            with mlflow.start_run(run_id=earlier, run_name=f"{self.run_prefix}-{trial.trial_id}", nested=True,
+                                  parent_run_id=parent_id, experiment_id=experiment_id, tags=tags):  # fmt: skip
+                if earlier:
+                    mlflow.set_tags(tags)
                 mlflow.log_params({f"hp.{k}": v for k, v in trial.hyperparameters.values.items()})
                 histories = super().run_trial(trial, *args, **kwargs)
                 _log_trial_metrics(histories)
             return histories
 
+        def search(self, *fit_args, **fit_kwargs):
+            if dist_utils.is_chief_oracle():  # serve the oracle to the workers until the search is over
+                self.save()
+                serve_oracle(self.oracle)
+                return
+            super().search(*fit_args, **fit_kwargs)
+
     TrackedTuner.__name__ = f"Tracked{base.__name__}"
     return TrackedTuner
+
+
+def _trial_run_id(experiment_id: str, parent_id: str, trial_id: str) -> str | None:
+    runs = mlflow.search_runs([experiment_id], output_format="list", max_results=1,
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_id}' and tags.trial_id = '{trial_id}'")  # fmt: skip
+    return runs[0].info.run_id if runs else None
+
+
+def serve_oracle(oracle, poll_seconds: float = 0.5) -> None:
+    """keras-tuner's chief: answer the workers' gRPC calls until every trial has ended.
+
+    The protocol and servicer are keras-tuner's own; only the wait differs from
+    ``oracle_chief.start_server`` (which checks every 20 s and never stops its server).
+    A chief restarted after the search ended returns at once.
+    """
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    finished = [t for t in oracle.trials.values() if t.status not in ("RUNNING", "IDLE")]
+    if oracle.max_trials and len(finished) >= oracle.max_trials and not oracle.ongoing_trials:
+        return
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+
+    class Servicer(oracle_chief.OracleServicer):
+        error: Exception | None = None
+
+        def EndTrial(self, request, context):  # noqa: N802 (gRPC's name)
+            try:
+                return super().EndTrial(request, context)
+            except Exception as error:  # e.g. too many failed trials: the search is over
+                self.error = error
+                raise
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = Servicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    if server.add_insecure_port(address) == 0:
+        raise TuningError(f"the tuning chief cannot listen on {address} (in use, or not an address of this host)")
+    server.start()
+    log.info("tuning chief: oracle listening on %s", address)
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            if servicer.error is not None:
+                raise TuningError(f"the distributed search stopped: {servicer.error}")
+            time.sleep(poll_seconds)
+    finally:
+        server.stop(grace=5).wait()
 
 
 def _log_trial_metrics(histories) -> None:
@@ -85,14 +160,17 @@ def make_tuner(
     seed: int = 42,
     tags: dict | None = None,
     fixed: kt.HyperParameters | None = None,
+    parent_run_id: str | None = None,
+    distribution_strategy=None,
 ) -> kt.Tuner:
     """A keras-tuner tuner of ``kind`` whose trials are logged to MLflow; resumes from disk.
     ``fixed`` holds hyperparameters pinned to one value (the rest are searched)."""
     common = dict(
         hypermodel=hypermodel, objective=OBJECTIVE, directory=str(directory), project_name=project_name,
         hyperparameters=fixed, tune_new_entries=True,
-        overwrite=False, seed=seed, run_prefix=f"{hypermodel.name}-trial", tags=tags,
+        overwrite=False, seed=seed, run_prefix=f"{hypermodel.name}-trial", tags=tags, parent_run_id=parent_run_id,
         executions_per_trial=executions_per_trial, max_consecutive_failed_trials=1,
+        distribution_strategy=distribution_strategy,
     )  # fmt: skip
     if kind == "random":
         return _tracked(kt.RandomSearch)(max_trials=max_trials, **common)

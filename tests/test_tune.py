@@ -1,0 +1,95 @@
+"""Distributed tuning: keras-tuner's chief/worker mode over gRPC, one MLflow run per trial."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from mlflow import MlflowClient
+
+from deepfake_detection import tracking
+from deepfake_detection.config import TrainSettings
+from deepfake_detection.errors import TuningError
+from deepfake_detection.training import _exclusive, run_tuning
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_one_chief_two_workers_share_one_search(bench_dataset, tmp_path):
+    common = ["--arch", "custom_a", "--data", str(bench_dataset), "--image-size", "32", "--epochs", "1",
+              "--max-trials", "4", "--batch-size", "16", "--work-dir", str(tmp_path / "outputs"),
+              "--oracle", f"127.0.0.1:{_free_port()}"]  # fmt: skip
+    tune = [sys.executable, "-m", "deepfake_detection", "tune"]
+    tracking.configure()  # create the SQLite store once: three processes creating it at once collide
+    tracking.ensure_experiment()
+    logs = {name: (tmp_path / f"{name}.log").open("w+") for name in ("chief", "w1", "w2")}
+    # Workers first: they wait for the chief's run and for its oracle.
+    processes = {
+        name: subprocess.Popen(tune + ["--role", "worker", "--worker-id", name, "--wait", "120"] + common,
+                               stdout=logs[name], stderr=subprocess.STDOUT)
+        for name in ("w1", "w2")
+    }  # fmt: skip
+    processes["chief"] = subprocess.Popen(tune + ["--role", "chief"] + common, stdout=logs["chief"],
+                                          stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        for name, process in processes.items():
+            assert process.wait(timeout=400) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+    finally:
+        for process in processes.values():
+            process.kill()
+    assert "custom_a" in (tmp_path / "chief.log").read_text()
+
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("deepfake-detection")
+    runs = client.search_runs([experiment.experiment_id])
+    (top,) = [r for r in runs if r.info.run_name == "tune"]
+    (chief,) = [r for r in runs if r.info.run_name == "train-custom_a"]
+    assert chief.data.tags["mlflow.parentRunId"] == top.info.run_id and chief.info.status == "FINISHED"
+    trials = [r for r in runs if r.data.tags.get("step") == "trial"]
+    # Every trial exactly once, nested under the chief's run, run by the workers (never by the chief).
+    assert sorted(Counter(t.data.tags["trial_id"] for t in trials).values()) == [1, 1, 1, 1]
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {chief.info.run_id}
+    assert {t.data.tags["tuner_id"] for t in trials} == {"w1", "w2"}
+    assert all(t.info.status == "FINISHED" and 0 <= t.data.metrics["val_auc"] <= 1 for t in trials)
+    # The best trial's hyperparameters were trained once and registered once.
+    best = max(trials, key=lambda t: t.data.metrics["val_auc"])
+    assert float(chief.data.params["best.learning_rate"]) == pytest.approx(float(best.data.params["hp.learning_rate"]))
+    (version,) = client.search_model_versions("name = 'deepfake-custom_a'")
+    assert str(version.version) == "1" and version.run_id == chief.info.run_id
+    assert str(client.get_model_version_by_alias("deepfake-custom_a", "champion").version) == "1"
+
+
+def test_a_worker_id_in_use_is_refused(tmp_path):
+    lock = tmp_path / "search" / "w1.lock"
+    with _exclusive(lock, "w1"):
+        with pytest.raises(TuningError, match="worker id 'w1' is taken"):
+            with _exclusive(lock, "w1"):
+                pass
+    with _exclusive(lock, "w1"):  # released with its holder: a restarted worker takes it again
+        pass
+
+
+def test_bad_tuning_settings_fail_before_any_search(bench_dataset, tmp_path):
+    settings = TrainSettings(arch="custom_a", data=str(bench_dataset), image_size=32, work_dir=str(tmp_path / "out"))
+    for changes, role, worker_id, oracle, message in [
+        ({"arch": "custom_a,custom_b"}, "chief", "", "127.0.0.1:1", "one architecture at a time"),
+        ({"tuner": "none"}, "chief", "", "127.0.0.1:1", "needs a tuner"),
+        ({}, "chief", "", "localhost", "HOST:PORT"),
+        ({}, "worker", "", "127.0.0.1:1", "needs --worker-id"),
+        ({}, "worker", "chief-2", "127.0.0.1:1", "without the word 'chief'"),
+    ]:
+        with pytest.raises(TuningError, match=message):
+            run_tuning(TrainSettings(**{**settings.__dict__, **changes}), role, oracle, worker_id)
+    with pytest.raises(TuningError, match="no chief is running the search"):
+        run_tuning(settings, "worker", f"127.0.0.1:{_free_port()}", "w1", wait_seconds=0)
+    assert not MlflowClient().search_runs(
+        [e.experiment_id for e in MlflowClient().search_experiments()]
+    )  # nothing was logged
