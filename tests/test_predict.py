@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import requests
 from click.testing import CliRunner
 from conftest import jpeg_bytes
 from PIL import Image
+from tracking_server import free_port
 
 from deepfake_detection import explain
 from deepfake_detection.cli import main
@@ -68,12 +68,6 @@ def images(bench_dataset, tmp_path) -> Path:
     (folder / "notes.txt").write_text("not an image")
     (folder / "real" / "truncated.jpg").write_bytes(good.read_bytes()[:60])
     return folder
-
-
-def _free_port() -> int:
-    with socket.socket() as handle:
-        handle.bind(("127.0.0.1", 0))
-        return handle.getsockname()[1]
 
 
 def _start(command: list[str], port: int, env: dict) -> subprocess.Popen:
@@ -143,7 +137,7 @@ def test_mlflow_models_serve_agrees_with_predict_and_refuses_bad_requests(traine
     files = sorted(p for p in images.rglob("bench_*"))
     expected = read_predictions(run_predict(str(images), CHAMPION, tmp_path / "p.csv", progress=False).output)
     expected = expected.set_index("path").loc[[str(p) for p in files]]
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DEEPFAKE_MAX_REQUEST_BYTES": "200000"}  # fmt: skip
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION, "--env-manager", "local",
@@ -178,7 +172,7 @@ def test_mlflow_models_serve_agrees_with_predict_and_refuses_bad_requests(traine
 
 def test_serve_command_binds_locally_and_answers_413_before_reading(trained, images):
     files = sorted(p for p in images.rglob("bench_*"))[:2]
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "deepfake_detection", "serve", "--model", "custom_c", "--port", str(port),
                "--max-request-mb", "0.05"]  # fmt: skip
     server = _start(command, port, dict(os.environ))

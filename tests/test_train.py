@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from tracking_server import free_port
 
 from deepfake_detection import tracking
 from deepfake_detection.architectures import ARCHITECTURES, WeightsError, get_architecture
@@ -292,14 +293,6 @@ def test_mirrored_strategy_trains_on_two_logical_devices(bench_dataset, tmp_path
     assert len(mlflow.pyfunc.load_model("models:/deepfake-custom_a@champion").predict(images)) == 4
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 MULTI_WORKER = """
 import json, os, sys
 ports, index = sys.argv[1].split(","), int(sys.argv[2])
@@ -321,7 +314,7 @@ print("fit finished on worker", index)
                    reason="Keras 3 fit under MultiWorkerMirroredStrategy: 'unsupported type PerReplica' "
                           "(keras-team/keras#20585); passes once the upstream fix lands")  # fmt: skip
 def test_multi_worker_mirrored_strategy_fits_across_two_processes(tmp_path):
-    ports = ",".join(str(_free_port()) for _ in range(2))
+    ports = ",".join(str(free_port()) for _ in range(2))
     workers = [subprocess.Popen([sys.executable, "-c", MULTI_WORKER, ports, str(i)], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True) for i in range(2)]  # fmt: skip
     outputs = [worker.communicate(timeout=180)[0] for worker in workers]

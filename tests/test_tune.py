@@ -10,23 +10,19 @@ from collections import Counter
 import pytest
 from mlflow import MlflowClient
 
+from tracking_server import free_port
+
 from deepfake_detection import tracking
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.errors import TuningError
 from deepfake_detection.training import _exclusive, run_tuning
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_one_chief_two_workers_share_one_search(bench_dataset, tmp_path):
     common = ["--arch", "custom_a", "--data", str(bench_dataset), "--image-size", "32", "--epochs", "1",
               "--max-trials", "4", "--batch-size", "16", "--work-dir", str(tmp_path / "outputs"),
-              "--oracle", f"127.0.0.1:{_free_port()}"]  # fmt: skip
+              "--oracle", f"127.0.0.1:{free_port()}"]  # fmt: skip
     tune = [sys.executable, "-m", "deepfake_detection", "tune"]
     tracking.configure()  # create the SQLite store once: three processes creating it at once collide
     tracking.ensure_experiment()
@@ -88,8 +84,13 @@ def test_bad_tuning_settings_fail_before_any_search(bench_dataset, tmp_path):
     ]:
         with pytest.raises(TuningError, match=message):
             run_tuning(TrainSettings(**{**settings.__dict__, **changes}), role, oracle, worker_id)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(TuningError, match="cannot listen on 127.0.0.1:.*in use"):
+            run_tuning(settings, "chief", f"127.0.0.1:{taken.getsockname()[1]}")
     with pytest.raises(TuningError, match="no chief is running the search"):
-        run_tuning(settings, "worker", f"127.0.0.1:{_free_port()}", "w1", wait_seconds=0)
+        run_tuning(settings, "worker", f"127.0.0.1:{free_port()}", "w1", wait_seconds=0)
     assert not MlflowClient().search_runs(
         [e.experiment_id for e in MlflowClient().search_experiments()]
     )  # nothing was logged

@@ -274,6 +274,8 @@ def run_tuning(settings: TrainSettings, role: str, oracle: str, worker_id: str =
     if role == "worker" and (not worker_id or "chief" in worker_id):
         raise TuningError("a worker needs --worker-id, unique among the workers and without the word 'chief' "
                           "(the same id again resumes that worker's unfinished trial)")  # fmt: skip
+    if role == "chief":
+        _check_listen(host, int(port))
     tracking.configure()
     parts = load_splits(settings.data, settings.num_samples, settings.seed)
     digest = tracking.dataset_digest_of(settings.data)
@@ -313,6 +315,19 @@ def _exclusive(lock: Path, worker_id: str):
             raise TuningError(f"worker id {worker_id!r} is taken by a running worker of this search ({lock}); "
                               "give each worker its own --worker-id") from None  # fmt: skip
         yield
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail before any run starts when the chief could not serve on ``host:port``."""
+    import socket
+
+    from deepfake_detection.errors import TuningError
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        raise TuningError(f"the tuning chief cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 def _chief_run(experiment: str, study: str, wait_seconds: float) -> str:

@@ -106,7 +106,11 @@ def serve_oracle(oracle, poll_seconds: float = 0.5) -> None:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
     servicer = Servicer(oracle)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    if server.add_insecure_port(address) == 0:
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:  # newer gRPC raises where older returned 0
+        bound = 0
+    if bound == 0:
         raise TuningError(f"the tuning chief cannot listen on {address} (in use, or not an address of this host)")
     server.start()
     log.info("tuning chief: oracle listening on %s", address)
