@@ -224,22 +224,13 @@ def register(model_uri: str, architecture: str, metrics: dict, dataset_digest: s
     return str(version.version), role
 
 
-def _by_alias(client, name: str, alias: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-
-
 def _elect(client, architecture: str, dataset_digest: str, rounds: int = 20) -> str:
     """Put the registry in the election's state; return the champion's version.
 
     The state is a function of the set of versions alone: champion = best test ROC-AUC
     (earliest on a tie) among the versions on the champion's dataset digest, from the last
-    one promoted by hand on; challenger = the newest version after the champion. Each process ends with a read confirming that state for every
-    version it sees; a version created after that read belongs to a process that reads (and
+    one promoted by hand on; challenger = the newest version after the champion. Each process
+    ends with a read confirming that state for every version it sees; a version created after that read belongs to a process that reads (and
     corrects) later, and both compute the same state from the same versions. So concurrent
     registrations converge, without a lock the registry does not offer.
     """
@@ -251,26 +242,24 @@ def _elect(client, architecture: str, dataset_digest: str, rounds: int = 20) -> 
     name = registered_name(architecture)
     last_error: Exception | str = "the registry kept changing"
     for _ in range(rounds):
-        champion = _by_alias(client, name, CHAMPION)
-        model_tags = client.get_registered_model(name).tags
-        picked, among = model_tags.get(HAND_PICKED, ""), int(model_tags.get(HAND_PICKED_AMONG, 0))
+        model = client.get_registered_model(name)  # its aliases and tags, then every version
+        aliases = {alias: str(version) for alias, version in model.aliases.items()}
+        picked, among = model.tags.get(HAND_PICKED, ""), int(model.tags.get(HAND_PICKED_AMONG, 0))
         everything = {str(v.version): v for v in client.search_model_versions(f"name='{name}'", max_results=10000)}
+        champion = everything.get(aliases.get(CHAMPION, ""))
         digest = champion.tags.get("dataset_digest") if champion is not None else dataset_digest
         comparable = [v for v in everything.values()
                       if v.tags.get("dataset_digest") == digest and "test_roc_auc" in v.tags
                       and (str(v.version) == picked or int(v.version) > among)]  # fmt: skip
         if champion is not None:
-            comparable.append(everything.get(str(champion.version), champion))  # may be unscored: promoted by hand
+            comparable.append(champion)  # may be unscored: promoted by hand
         best = max(comparable, key=lambda v: (float(v.tags.get("test_roc_auc", "-inf")), -int(v.version)))
         newer = [v for v in everything.values() if int(v.version) > int(best.version)]
         challenger = max(newer, key=lambda v: int(v.version)) if newer else None
-        champion_ok = (champion is not None and str(champion.version) == str(best.version)
-                       and best.current_stage == "Production")  # fmt: skip
-        current = _by_alias(client, name, CHALLENGER) if challenger is not None else None
+        champion_ok = champion is best and best.current_stage == "Production"
         challenger_ok = challenger is None or (
-            current is not None and str(current.version) == str(challenger.version)
-            and challenger.current_stage == "Staging"
-        )  # fmt: skip
+            aliases.get(CHALLENGER) == str(challenger.version) and challenger.current_stage == "Staging"
+        )
         if champion_ok and challenger_ok:
             return str(best.version)
         try:

@@ -45,7 +45,10 @@ def _tracked(base: type[kt.Tuner]) -> type[kt.Tuner]:
         def run_trial(self, trial, *args, **kwargs):
             active = mlflow.active_run()
             parent_id = active.info.run_id if active else self.parent_run_id
-            experiment_id = mlflow.get_run(parent_id).info.experiment_id if parent_id else None
+            if active is not None:
+                experiment_id = active.info.experiment_id
+            else:
+                experiment_id = mlflow.get_run(parent_id).info.experiment_id if parent_id else None
             tags = {**self.run_tags, "step": "trial", "trial_id": trial.trial_id, "tuner_id": self.tuner_id,
                     "host": socket.gethostname(), "pid": str(os.getpid())}  # fmt: skip
             earlier = _trial_run_id(experiment_id, parent_id, trial.trial_id) if parent_id else None
