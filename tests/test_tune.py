@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -91,6 +92,7 @@ def test_bad_tuning_settings_fail_before_any_search(bench_dataset, tmp_path):
             run_tuning(settings, "chief", f"127.0.0.1:{taken.getsockname()[1]}")
     with pytest.raises(TuningError, match="no chief is running the search"):
         run_tuning(settings, "worker", f"127.0.0.1:{free_port()}", "w1", wait_seconds=0)
+    assert not [name for name in os.environ if name.startswith("KERASTUNER_")]  # the role does not outlive the call
     assert not MlflowClient().search_runs(
         [e.experiment_id for e in MlflowClient().search_experiments()]
     )  # nothing was logged

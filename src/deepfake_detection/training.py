@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -74,20 +75,22 @@ def _searcher(name: str, settings: TrainSettings, parts: dict, digest: str):
         return data("train", Augment(strength=strength), shuffle=True)
 
     fixed = kt.HyperParameters()
-    augment_tag = ""
     if settings.augment >= 0:  # a fixed augmentation strength instead of searching it
         fixed.Fixed("augment", settings.augment)
-        augment_tag = f"-aug{settings.augment:g}"
-    run_dir = Path(settings.work_dir) / f"{name}-{digest}-{settings.image_size}px-seed{settings.seed}{augment_tag}"
     tags = {"architecture": name, "dataset_digest": digest}
-    return architecture, data, train_data, fixed, run_dir, tags
+    return architecture, data, train_data, fixed, _run_dir(name, settings, digest), tags
+
+
+def _run_dir(name: str, settings: TrainSettings, digest: str) -> Path:
+    """The working folder of one search and fit (tuner state, checkpoints); its name is the study."""
+    augment_tag = f"-aug{settings.augment:g}" if settings.augment >= 0 else ""
+    return Path(settings.work_dir) / f"{name}-{digest}-{settings.image_size}px-seed{settings.seed}{augment_tag}"
 
 
 def _tuner(settings: TrainSettings, architecture, train_data, fixed, run_dir: Path, tags: dict,
-           parent_run_id: str | None = None):  # fmt: skip
+           strategy, parent_run_id: str | None = None):  # fmt: skip
     from deepfake_detection import tuning
 
-    strategy = distribution_strategy(settings.distribute)
     return tuning.make_tuner(settings.tuner, tuning.AugmentedHyperModel(architecture, train_data),
                              run_dir / "tuner", "search", settings.max_trials, settings.epochs,
                              settings.executions_per_trial, settings.seed, tags, fixed, parent_run_id,
@@ -108,8 +111,6 @@ def distribution_strategy(kind: str):
 
     if kind == "none":
         return None
-    if kind != "mirrored":
-        raise DatasetError(f"unknown distribution {kind!r}; choose from {', '.join(DISTRIBUTE)}")
     devices = [d.name for d in tf.config.list_logical_devices("GPU")]
     devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices)
@@ -127,15 +128,15 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
     from deepfake_detection.model import DetectorConfig, log_detector
 
     architecture, data, train_data, fixed, run_dir, tags = _searcher(name, settings, parts, digest)
+    strategy = distribution_strategy(settings.distribute)
     valid, test = data("valid"), data("test")
     if settings.tuner == "none":
         best = fixed  # the final build registers every other hyperparameter with its default
     else:
-        tuner = _tuner(settings, architecture, train_data, fixed, run_dir, tags)
+        tuner = _tuner(settings, architecture, train_data, fixed, run_dir, tags, strategy)
         best = tuning.search(tuner, valid, settings.epochs)
 
     keras.utils.set_random_seed(settings.seed)
-    strategy = distribution_strategy(settings.distribute)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = architecture.build(best)
     if strategy is not None:
@@ -207,10 +208,8 @@ class _ResumableFit(keras.callbacks.BackupAndRestore):
             self._current_epoch = 0
 
 
-def run_training(settings: TrainSettings, run_name: str = "train", tags: dict | None = None) -> list[ArchitectureResult]:
-    """The whole ``train`` entry point: checks first, then one child run per architecture."""
-    import mlflow
-
+def _check_settings(settings: TrainSettings) -> list[str]:
+    """Refuse unknown architectures, tuners and distributions before anything runs; the architectures."""
     from deepfake_detection.architectures import parse_architectures
     from deepfake_detection.tuning import TUNERS
 
@@ -219,6 +218,14 @@ def run_training(settings: TrainSettings, run_name: str = "train", tags: dict | 
         raise DatasetError(f"unknown tuner {settings.tuner!r}; choose from {', '.join(TUNERS)}")
     if settings.distribute not in DISTRIBUTE:
         raise DatasetError(f"unknown distribution {settings.distribute!r}; choose from {', '.join(DISTRIBUTE)}")
+    return names
+
+
+def run_training(settings: TrainSettings, run_name: str = "train", tags: dict | None = None) -> list[ArchitectureResult]:
+    """The whole ``train`` entry point: checks first, then one child run per architecture."""
+    import mlflow
+
+    names = _check_settings(settings)
     tracking.configure()
     from deepfake_detection.data.pipeline import load_splits
 
@@ -253,15 +260,10 @@ def run_tuning(settings: TrainSettings, role: str, oracle: str, worker_id: str =
     under the chief's run, and returns ``None``. Chief and workers must be given the same
     training settings; ``study`` (the tuner folder's name) ties them together.
     """
-    import os
-
-    import mlflow
-
-    from deepfake_detection.architectures import parse_architectures
     from deepfake_detection.data.pipeline import load_splits
     from deepfake_detection.errors import TuningError
 
-    names = parse_architectures(settings.arch)
+    names = _check_settings(settings)
     if len(names) != 1:
         raise TuningError(f"tune searches one architecture at a time; got {', '.join(names)}")
     if role not in ROLES:
@@ -280,20 +282,43 @@ def run_tuning(settings: TrainSettings, role: str, oracle: str, worker_id: str =
     parts = load_splits(settings.data, settings.num_samples, settings.seed)
     digest = tracking.dataset_digest_of(settings.data)
     settings = replace(settings, data=str(Path(settings.data)))
-    os.environ.update(KERASTUNER_TUNER_ID="chief" if role == "chief" else worker_id,
-                      KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port)  # fmt: skip
-    architecture, data, train_data, fixed, run_dir, tags = _searcher(names[0], settings, parts, digest)
-    study = run_dir.name
-    if role == "chief":
-        (result,) = run_training(settings, run_name="tune", tags={"study": study, "oracle": oracle})
+    study = _run_dir(names[0], settings, digest).name
+    # keras-tuner reads its role from the environment; set only while this search runs.
+    role_environ = _environ(KERASTUNER_TUNER_ID="chief" if role == "chief" else worker_id,
+                            KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port)  # fmt: skip
+    if role == "chief":  # run_training builds the search, which serves the oracle, then the final fit
+        with role_environ:
+            (result,) = run_training(settings, run_name="tune", tags={"study": study, "oracle": oracle})
         return result
-    with _exclusive(run_dir / "tuner" / "search" / f"{worker_id}.lock", worker_id):
+    architecture, data, train_data, fixed, run_dir, tags = _searcher(names[0], settings, parts, digest)
+    # Under `mlflow run` the worker's own run stays empty: its trials go under the chief's.
+    with role_environ, _environ(MLFLOW_RUN_ID=None), _exclusive(run_dir / "tuner" / "search" / f"{worker_id}.lock",
+                                                                worker_id):  # fmt: skip
         parent = _chief_run(settings.experiment, study, wait_seconds)
-        os.environ.pop("MLFLOW_RUN_ID", None)  # under `mlflow run` the worker's own run stays empty
-        tuner = _tuner(settings, architecture, train_data, fixed, run_dir, {**tags, "study": study}, parent)
+        tuner = _tuner(settings, architecture, train_data, fixed, run_dir, {**tags, "study": study},
+                       distribution_strategy(settings.distribute), parent)  # fmt: skip
         log.info("tuning worker %s: trials go under run %s", worker_id, parent)
         tuner.search(validation_data=data("valid"), epochs=settings.epochs, verbose=0)
     return None
+
+
+@contextlib.contextmanager
+def _environ(**values: str | None):
+    """Set (or, for ``None``, remove) environment variables, and put back what was there on exit."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager
