@@ -8,7 +8,7 @@ BIN := $(abspath $(VENV))/bin
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export MLFLOW_EXPERIMENT_NAME ?= deepfake-detection
 
-.PHONY: install run test ui clean
+.PHONY: install run test lint ui clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -23,6 +23,10 @@ run: install
 test: install
 	bash .ci/ensure-postgres  # the tests marked `server` start a private PostgreSQL
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)

@@ -37,8 +37,11 @@ def main() -> None:
     parser.add_argument("--landmarks", type=int, default=500, help="Nystroem components")
     args = parser.parse_args()
     settings = SVMSettings(n_components=args.n_components, landmarks=args.landmarks)
-    print(f"machine: {os.cpu_count()} logical CPUs; embeddings of {args.dim} dims, PCA({args.n_components}), poly degree 3")
-    print(f"{'train rows':>10} {'method':>9} {'fit s':>8} {'predict s':>9} {'accuracy':>9} {'ROC-AUC':>8} {'vs exact':>9}")
+    print(f"machine: {os.cpu_count()} logical CPUs; embeddings of {args.dim} dims, ", end="")
+    print(f"PCA({args.n_components}), poly degree 3")
+    print(
+        f"{'train rows':>10} {'method':>9} {'fit s':>8} {'predict s':>9} {'accuracy':>9} {'ROC-AUC':>8} {'vs exact':>9}"
+    )
     rng = np.random.default_rng(0)
     for n in (int(s) for s in args.sizes.split(",")):
         x, y = synthetic(n + n // 4, args.dim, rng)
@@ -56,8 +59,11 @@ def main() -> None:
             if not approximate:
                 exact_accuracy = accuracy
             gap = f"{100 * (accuracy - exact_accuracy):+8.2f}" if approximate and exact_accuracy is not None else ""
-            print(f"{n:>10} {method:>9} {fitted - started:>8.2f} {done - fitted:>9.2f} {accuracy:>9.3f} "
-                  f"{roc_auc_score(test_y, scores):>8.3f} {gap:>9}", flush=True)  # fmt: skip
+            print(
+                f"{n:>10} {method:>9} {fitted - started:>8.2f} {done - fitted:>9.2f} {accuracy:>9.3f} "
+                f"{roc_auc_score(test_y, scores):>8.3f} {gap:>9}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -18,10 +18,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data, private_workspace  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
+from _workspace import bench_data, private_workspace
 
 
 def write_view(data: Path, manifest: pd.DataFrame, generators: list[str], folder: Path) -> Path:
@@ -67,9 +66,17 @@ def main() -> None:
         for trained_on, generators in training_sets.items():
             view = write_view(data, manifest, generators, workspace / "views" / trained_on)
             print(f"training {arch} on real + {trained_on} fakes …", flush=True)
-            (result,) = run_training(TrainSettings(arch=arch, data=str(view), image_size=args.image_size,
-                                                   epochs=args.epochs, tuner="none", seed=args.seed,
-                                                   work_dir=str(workspace / "outputs")))  # fmt: skip
+            (result,) = run_training(
+                TrainSettings(
+                    arch=arch,
+                    data=str(view),
+                    image_size=args.image_size,
+                    epochs=args.epochs,
+                    tuner="none",
+                    seed=args.seed,
+                    work_dir=str(workspace / "outputs"),
+                )
+            )
             detector = load_detector(result.model_uri)
             row = {"architecture": arch, "trained_on": trained_on}
             for tested_on, rows_ in test_sets.items():
@@ -78,12 +85,15 @@ def main() -> None:
                 row[tested_on] = float(roc_auc_score(y, p_fake))
             rows.append(row)
     matrix = pd.DataFrame(rows)
-    print(f"\ntest ROC-AUC (positive class: fake), {args.image_size} px, {args.epochs} epochs, no tuning, "
-          f"seed {args.seed}; rows: fakes trained on, columns: fakes tested on")  # fmt: skip
+    print(
+        f"\ntest ROC-AUC (positive class: fake), {args.image_size} px, {args.epochs} epochs, no tuning, "
+        f"seed {args.seed}; rows: fakes trained on, columns: fakes tested on"
+    )
     print(matrix.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     off_diagonal = [r[g] for r in rows for g in families if r["trained_on"] in families and r["trained_on"] != g]
     diagonal = [r[r["trained_on"]] for r in rows if r["trained_on"] in families]
-    print(f"mean ROC-AUC on the family trained on {np.mean(diagonal):.3f}, on the other family {np.mean(off_diagonal):.3f}")
+    seen, unseen = np.mean(diagonal), np.mean(off_diagonal)
+    print(f"mean ROC-AUC on the family trained on {seen:.3f}, on the other family {unseen:.3f}")
     if args.output:
         matrix.to_csv(args.output, index=False)
 

@@ -39,8 +39,11 @@ def main() -> None:
                 prepare_bench(output, args.image_size, args.num_images, difficulty, seed, progress=False, check=False)
                 seconds = time.perf_counter() - started
                 checks = check_dataset(output)
-                print(f"{difficulty:>10.2f} {seed:>5d} {seconds:>8.1f} {checks['colour_histogram_auc']:>11.3f} "
-                      f"{checks['spectrum_auc']:>13.3f}", flush=True)  # fmt: skip
+                print(
+                    f"{difficulty:>10.2f} {seed:>5d} {seconds:>8.1f} {checks['colour_histogram_auc']:>11.3f} "
+                    f"{checks['spectrum_auc']:>13.3f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ small-model process leaves idle (input pipeline waits, Python between steps, sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -24,7 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data, private_workspace  # noqa: E402
+from _workspace import bench_data, private_workspace
 
 CLI = [sys.executable, "-m", "deepfake_detection"]
 
@@ -46,8 +47,9 @@ def one_process(common: list[str], work: Path) -> float:
     log = work / "train.log"
     started = time.perf_counter()
     with open(log, "w") as handle:
-        process = subprocess.Popen(CLI + ["train", *common, "--work-dir", str(work)], stdout=handle,
-                                   stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen(
+            CLI + ["train", *common, "--work-dir", str(work)], stdout=handle, stderr=subprocess.STDOUT
+        )
         _wait([process], [log])
     return time.perf_counter() - started
 
@@ -58,12 +60,13 @@ def chief_and_workers(common: list[str], work: Path, workers: int) -> float:
     logs = [work / f"{'chief' if i == 0 else f'w{i}'}.log" for i in range(len(roles))]
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    handles = [open(log, "w") for log in logs]
-    processes = [subprocess.Popen(CLI + ["tune", *role, *common, *oracle], stdout=h, stderr=subprocess.STDOUT)
-                 for role, h in zip(roles, handles)]  # fmt: skip
-    _wait(processes, logs)
-    for handle in handles:
-        handle.close()
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(open(log, "w")) for log in logs]
+        processes = [
+            subprocess.Popen([*CLI, "tune", *role, *common, *oracle], stdout=h, stderr=subprocess.STDOUT)
+            for role, h in zip(roles, handles)
+        ]
+        _wait(processes, logs)
     return time.perf_counter() - started
 
 
@@ -86,10 +89,25 @@ def main() -> None:
     data = bench_data(args.data, workspace, args.image_size)
     os.chdir(workspace)
     tracking.ensure_experiment()  # create the store once, before several processes use it
-    common = ["--arch", args.arch, "--data", str(data), "--image-size", str(args.image_size),
-              "--epochs", str(args.epochs), "--max-trials", str(args.max_trials), "--tuner", "random"]  # fmt: skip
-    print(f"{args.arch}, {args.max_trials} trials x {args.epochs} epochs, {args.image_size} px, "
-          f"{os.cpu_count()} CPUs, {args.workers} workers", flush=True)  # fmt: skip
+    common = [
+        "--arch",
+        args.arch,
+        "--data",
+        str(data),
+        "--image-size",
+        str(args.image_size),
+        "--epochs",
+        str(args.epochs),
+        "--max-trials",
+        str(args.max_trials),
+        "--tuner",
+        "random",
+    ]
+    print(
+        f"{args.arch}, {args.max_trials} trials x {args.epochs} epochs, {args.image_size} px, "
+        f"{os.cpu_count()} CPUs, {args.workers} workers",
+        flush=True,
+    )
     times: dict[str, list[float]] = {"one process": [], "chief + workers": []}
     for round_ in range(args.rounds):
         order = ["one process", "chief + workers"] if round_ % 2 == 0 else ["chief + workers", "one process"]
@@ -102,12 +120,17 @@ def main() -> None:
             times[kind].append(seconds)
             print(f"round {round_ + 1}: {kind:<16} {seconds:7.1f} s", flush=True)
 
-    trials = [r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
-              if r.data.tags.get("step") == "trial" and "tuner_id" in r.data.tags]  # fmt: skip
+    trials = [
+        r
+        for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
+        if r.data.tags.get("step") == "trial" and "tuner_id" in r.data.tags
+    ]
     by_worker = Counter(r.data.tags["tuner_id"] for r in trials if r.data.tags["tuner_id"].startswith("w"))
     one, many = (statistics.median(times[k]) for k in ("one process", "chief + workers"))
-    print(f"median wall time: one process {one:.1f} s, chief + {args.workers} workers {many:.1f} s, "
-          f"speed-up {one / many:.2f}x")  # fmt: skip
+    print(
+        f"median wall time: one process {one:.1f} s, chief + {args.workers} workers {many:.1f} s, "
+        f"speed-up {one / many:.2f}x"
+    )
     print(f"trials run by each worker (all rounds): {dict(sorted(by_worker.items()))}")
 
 

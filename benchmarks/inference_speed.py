@@ -19,7 +19,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def matmul_gflops(sizes=(2048, 4096), repeats: int = 3) -> tuple[float, float]:
@@ -30,11 +30,11 @@ def matmul_gflops(sizes=(2048, 4096), repeats: int = 3) -> tuple[float, float]:
     for n in sizes:
         a, b = tf.random.uniform((n, n)), tf.random.uniform((n, n))
         tf.linalg.matmul(a, b).numpy()
-        seconds = min(_timed(lambda: tf.linalg.matmul(a, b).numpy()) for _ in range(repeats))
+        seconds = min(_timed(lambda a=a, b=b: tf.linalg.matmul(a, b).numpy()) for _ in range(repeats))
         best_tf = max(best_tf, 2.0 * n**3 / seconds / 1e9)
         x, y = a.numpy(), b.numpy()
         x @ y
-        seconds = min(_timed(lambda: x @ y) for _ in range(repeats))
+        seconds = min(_timed(lambda x=x, y=y: x @ y) for _ in range(repeats))
         best_np = max(best_np, 2.0 * n**3 / seconds / 1e9)
     return best_tf, best_np
 
@@ -53,8 +53,11 @@ def model_flops(model, image_size: int) -> float:
     function = tf.function(lambda x: model(x, training=False))
     concrete = function.get_concrete_function(tf.TensorSpec([1, image_size, image_size, 3], tf.float32))
     frozen = convert_variables_to_constants_v2(concrete)
-    options = (tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
-               .with_empty_output().build())  # fmt: skip
+    options = (
+        tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
     return float(tf.compat.v1.profiler.profile(graph=frozen.graph, options=options).total_float_ops)
 
 
@@ -99,8 +102,16 @@ def knobs(arch: str, image_size: int, batch: int, seconds: float) -> None:
         keras.mixed_precision.set_global_policy("float32")
     print(f"  mixed_bfloat16                           {bf16:8.1f}   {bf16 / default:.2f}")
     for threads in (1, 2):  # thread pools are fixed once TensorFlow starts: a fresh process each
-        command = [sys.executable, __file__, "--measure", f"{arch}:{image_size}:{batch}", "--threads", str(threads),
-                   "--seconds", str(seconds)]  # fmt: skip
+        command = [
+            sys.executable,
+            __file__,
+            "--measure",
+            f"{arch}:{image_size}:{batch}",
+            "--threads",
+            str(threads),
+            "--seconds",
+            str(seconds),
+        ]
         rate = float(subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()[-1])
         print(f"  intra-op threads = {threads}, inter-op = 1     {rate:8.1f}   {rate / default:.2f}")
 
@@ -111,8 +122,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="64,224")
     parser.add_argument("--batches", default="1,32,128")
     parser.add_argument("--seconds", type=float, default=2.0, help="Least time measured per setting.")
-    parser.add_argument("--knobs", default="custom_c:64:32,densenet121:64:32",
-                        help="arch:size:batch settings to try the CPU knobs on ('' = none).")
+    parser.add_argument(
+        "--knobs",
+        default="custom_c:64:32,densenet121:64:32",
+        help="arch:size:batch settings to try the CPU knobs on ('' = none).",
+    )
     parser.add_argument("--measure", default="", help="arch:size:batch: print only its images/s.")
     parser.add_argument("--threads", type=int, default=0, help="Intra-op threads (0 = TensorFlow's choice).")
     args = parser.parse_args()
@@ -131,12 +145,19 @@ def main() -> None:
 
     tf_peak, np_peak = matmul_gflops()
     peak = max(tf_peak, np_peak)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    print(f"{os.cpu_count()} CPUs ({cpu}), TensorFlow {tf.__version__}, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
-    print(f"dense float32 matmul (2048², 4096²): TensorFlow {tf_peak:.1f} GFLOP/s, numpy {np_peak:.1f} GFLOP/s "
-          f"→ peak used below {peak:.1f} GFLOP/s")  # fmt: skip
+    with open("/proc/cpuinfo") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    print(f"{os.cpu_count()} CPUs ({cpu}), TensorFlow {tf.__version__}, GPUs: {gpus}")
+    print(
+        f"dense float32 matmul (2048², 4096²): TensorFlow {tf_peak:.1f} GFLOP/s, numpy {np_peak:.1f} GFLOP/s "
+        f"→ peak used below {peak:.1f} GFLOP/s"
+    )
     batches = [int(b) for b in args.batches.split(",")]
-    print(f"\n{'model':<12} {'px':>4} {'GFLOP/img':>10} " + " ".join(f"{'b=' + str(b) + ' img/s':>12} {'% peak':>7}" for b in batches))
+    print(
+        f"\n{'model':<12} {'px':>4} {'GFLOP/img':>10} "
+        + " ".join(f"{'b=' + str(b) + ' img/s':>12} {'% peak':>7}" for b in batches)
+    )
     for size in [int(s) for s in args.sizes.split(",")]:
         for arch in parse_architectures(args.arch):
             model = build(arch, size)

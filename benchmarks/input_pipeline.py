@@ -19,8 +19,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
 
 def pil_loop(files, image_size: int, batch_size: int) -> int:
@@ -28,8 +28,9 @@ def pil_loop(files, image_size: int, batch_size: int) -> int:
     seen, batch = 0, []
     for path in files:
         with Image.open(path) as picture:
-            array = np.asarray(picture.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR),
-                               dtype=np.float32)  # fmt: skip
+            array = np.asarray(
+                picture.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR), dtype=np.float32
+            )
         batch.append(array)
         if len(batch) == batch_size:
             seen += len(np.stack(batch))
@@ -83,8 +84,11 @@ def main() -> None:
     pil_loop(files, args.image_size, args.batch_size)
     cached = make_dataset(root, args.split, args.image_size, batch_size=args.batch_size, cache=True)
     cached_epoch(cached)  # the first epoch fills the in-memory cache
-    results: dict[str, list[float]] = {"tf.data (decode every epoch)": [], "tf.data (cached, epoch >= 2)": [],
-                                       "PIL loop": []}  # fmt: skip
+    results: dict[str, list[float]] = {
+        "tf.data (decode every epoch)": [],
+        "tf.data (cached, epoch >= 2)": [],
+        "PIL loop": [],
+    }
     for _ in range(args.repeats):
         seconds, count = timed(tf_pipeline, root, args.split, args.image_size, args.batch_size)
         results["tf.data (decode every epoch)"].append(count / seconds)

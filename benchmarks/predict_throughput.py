@@ -22,7 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data  # noqa: E402
+from _workspace import bench_data
 
 
 def main() -> None:
@@ -57,8 +57,16 @@ def main() -> None:
         from deepfake_detection.training import run_training
 
         print(f"training {args.arch} (no tuning, 1 epoch) …")
-        run_training(TrainSettings(arch=args.arch, data=str(data), image_size=args.image_size, epochs=1,
-                                   tuner="none", work_dir=str(workspace / "outputs")))  # fmt: skip
+        run_training(
+            TrainSettings(
+                arch=args.arch,
+                data=str(data),
+                image_size=args.image_size,
+                epochs=1,
+                tuner="none",
+                work_dir=str(workspace / "outputs"),
+            )
+        )
         uri = f"models:/deepfake-{args.arch}@champion"
 
     files = [Path(f) for f in load_manifest(data)["file"]]
@@ -77,8 +85,10 @@ def main() -> None:
         detector.keras_model.predict(pixels, batch_size=args.batch_size, verbose=0)
         bare.append(len(pixels) / (time.perf_counter() - started))
     a, b = statistics.median(end_to_end), statistics.median(bare)
-    print(f"model {uri} ({detector.config.architecture}, {size} px), {len(files)} files, batch {args.batch_size}, "
-          f"{os.cpu_count()} CPUs, median of {args.repeats}")  # fmt: skip
+    print(
+        f"model {uri} ({detector.config.architecture}, {size} px), {len(files)} files, batch {args.batch_size}, "
+        f"{os.cpu_count()} CPUs, median of {args.repeats}"
+    )
     print(f"(a) predict, files -> CSV          {a:9.1f} images/s")
     print(f"(b) keras predict, decoded arrays  {b:9.1f} images/s")
     print(f"(a)/(b) = {a / b:.2f}")

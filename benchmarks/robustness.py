@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data, private_workspace  # noqa: E402
+from _workspace import bench_data, private_workspace
 
 
 def main() -> None:
@@ -42,13 +41,23 @@ def main() -> None:
     rows = []
     for strength in [float(s) for s in args.strengths.split(",")]:
         print(f"training {args.arch} with augmentation strength {strength:g} …", flush=True)
-        (result,) = run_training(TrainSettings(arch=args.arch, data=str(data), image_size=args.image_size,
-                                               epochs=args.epochs, tuner="none", augment=strength, seed=args.seed,
-                                               work_dir=str(workspace / "outputs")))  # fmt: skip
+        (result,) = run_training(
+            TrainSettings(
+                arch=args.arch,
+                data=str(data),
+                image_size=args.image_size,
+                epochs=args.epochs,
+                tuner="none",
+                augment=strength,
+                seed=args.seed,
+                work_dir=str(workspace / "outputs"),
+            )
+        )
         label = f"{args.arch} augment={strength:g}"
         rows.extend(robustness.evaluate(load_detector(result.model_uri), test, label))
     table = robustness.pivot(pd.DataFrame(rows))
-    print(f"\ntest ROC-AUC (positive class: fake), {args.image_size} px, {args.epochs} epochs, no tuning, seed {args.seed}")
+    print(f"\ntest ROC-AUC (positive class: fake), {args.image_size} px, ", end="")
+    print(f"{args.epochs} epochs, no tuning, seed {args.seed}")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     print("mean over the perturbations (without 'none'):")
     print(table.drop(columns="none").mean(axis=1).to_string(float_format=lambda v: f"{v:.3f}"))

@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # DenseNet's for all of them, and re-creating evicted primitives would be timed as training.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def naive_loader(files, labels, image_size: int, batch_size: int):
@@ -97,18 +97,28 @@ def main() -> None:
     files = rows["file"].tolist()
     labels = rows["label"].map(LABELS).to_numpy(np.float32)
     size, batch = args.image_size, args.batch_size
-    in_memory = np.stack([x.numpy() for x in make_dataset(data, "train", size, batch_size=1, cache=False)
-                          .map(lambda x, y: x[0])])  # fmt: skip
-    print(f"{len(files)} training images, {size} px, batch {batch}, {os.cpu_count()} CPUs, "
-          f"TensorFlow {tf.__version__}, {args.rounds} alternating epochs per feed, median of epochs 2-{args.rounds}")  # fmt: skip
+    in_memory = np.stack(
+        [x.numpy() for x in make_dataset(data, "train", size, batch_size=1, cache=False).map(lambda x, y: x[0])]
+    )
+    print(
+        f"{len(files)} training images, {size} px, batch {batch}, {os.cpu_count()} CPUs, "
+        f"TensorFlow {tf.__version__}, {args.rounds} alternating epochs per feed, median of epochs 2-{args.rounds}"
+    )
     print(f"{'model':<12} {'feed':<34} {'epoch 1 img/s':>14} {'steady img/s':>13}")
     for arch in [a.strip() for a in args.arch.split(",") if a.strip()]:
-        tensors = (tf.data.Dataset.from_tensor_slices((in_memory, labels)).shuffle(len(labels), seed=0)
-                   .batch(batch).prefetch(tf.data.AUTOTUNE))  # fmt: skip
+        tensors = (
+            tf.data.Dataset.from_tensor_slices((in_memory, labels))
+            .shuffle(len(labels), seed=0)
+            .batch(batch)
+            .prefetch(tf.data.AUTOTUNE)
+        )
         feeds = [
             ("a", "(a) tf.data from files, cached", make_dataset(data, "train", size, batch, shuffle=True)),
-            ("a+aug", "(a+aug) tf.data + augmentation",
-             make_dataset(data, "train", size, batch, shuffle=True, augment=Augment())),
+            (
+                "a+aug",
+                "(a+aug) tf.data + augmentation",
+                make_dataset(data, "train", size, batch, shuffle=True, augment=Augment()),
+            ),
             ("b", "(b) tensors in memory (tf.data)", tensors),
             ("b-np", "(b') numpy arrays, fit(x, y)", (in_memory, labels)),
             ("c", "(c) naive PIL loop (PyDataset)", naive_loader(files, labels, size, batch)),

@@ -50,7 +50,7 @@ def write_140k(root: Path, per_class: int = 3, start: int = 0) -> Path:
         for label in ("real", "fake"):
             folder = base / split / label
             folder.mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
+            for _ in range(per_class):
                 seed += 1
                 (folder / f"{label[0]}{seed:05d}.jpg").write_bytes(jpeg_bytes(seed))
     return root

@@ -49,8 +49,10 @@ def test_broken_files_are_rejected_and_good_files_kept(k140, tmp_path):
     (folder / ".DS_Store").write_bytes(b"\x00\x01")
     report = prepare_kaggle(tmp_path / "out", kaggle_140k=k140, progress=False)
     rejected = pd.read_csv(tmp_path / "out" / "rejected.csv").set_index("path")["reason"]
-    reasons = {name: rejected[str(folder / name)] for name in
-               ("corrupt.jpg", "truncated.jpg", "empty.jpg", "text.png", "notes.txt")}  # fmt: skip
+    reasons = {
+        name: rejected[str(folder / name)]
+        for name in ("corrupt.jpg", "truncated.jpg", "empty.jpg", "text.png", "notes.txt")
+    }
     assert "corrupt or truncated" in reasons["corrupt.jpg"] or "not an image" in reasons["corrupt.jpg"]
     assert "truncated" in reasons["truncated.jpg"]
     assert reasons["empty.jpg"] == "empty file (0 bytes)"
@@ -133,8 +135,9 @@ def test_wrong_layout_says_what_was_expected(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("member", ["../evil.jpg", "real_and_fake_face/training_real/../../../evil.jpg",
-                                    "/tmp/evil.jpg"])  # fmt: skip
+@pytest.mark.parametrize(
+    "member", ["../evil.jpg", "real_and_fake_face/training_real/../../../evil.jpg", "/tmp/evil.jpg"]
+)
 def test_zip_with_escaping_paths_is_refused(tmp_path, member):
     archive = tmp_path / "download.zip"
     with zipfile.ZipFile(archive, "w") as handle:

@@ -43,8 +43,9 @@ def test_bench_layout_manifest_and_files(bench_dataset):
 
 def test_bench_is_deterministic_for_a_seed(tmp_path):
     def build(name, seed):
-        prepare_bench(tmp_path / name, image_size=16, num_images=6, seed=seed, generator_steps=3,
-                      progress=False, check=False)  # fmt: skip
+        prepare_bench(
+            tmp_path / name, image_size=16, num_images=6, seed=seed, generator_steps=3, progress=False, check=False
+        )
         return pd.read_csv(tmp_path / name / "manifest.csv", keep_default_na=False)
 
     first, again, other = build("a", 1), build("b", 1), build("c", 2)
@@ -53,8 +54,9 @@ def test_bench_is_deterministic_for_a_seed(tmp_path):
 
 
 def test_clean_bench_is_png(tmp_path):
-    prepare_bench(tmp_path / "clean", image_size=16, num_images=6, difficulty=0.0, generator_steps=2,
-                  progress=False, check=False)  # fmt: skip
+    prepare_bench(
+        tmp_path / "clean", image_size=16, num_images=6, difficulty=0.0, generator_steps=2, progress=False, check=False
+    )
     manifest = pd.read_csv(tmp_path / "clean" / "manifest.csv")
     assert manifest["path"].str.endswith(".png").all()
 
@@ -65,8 +67,16 @@ def shortcut_numbers(tmp_path_factory):
     numbers = {}
     for difficulty in (0.5, 0.0):
         output = tmp_path_factory.mktemp("shortcut") / f"d{difficulty}"
-        prepare_bench(output, image_size=32, num_images=250, difficulty=difficulty, seed=7,
-                      split=(0.5, 0.1, 0.4), progress=False, check=False)  # fmt: skip
+        prepare_bench(
+            output,
+            image_size=32,
+            num_images=250,
+            difficulty=difficulty,
+            seed=7,
+            split=(0.5, 0.1, 0.4),
+            progress=False,
+            check=False,
+        )
         numbers[difficulty] = check_dataset(output)
     print("shortcut checks:", numbers)
     return numbers

@@ -25,8 +25,9 @@ def _invoke(*args):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-@pytest.mark.parametrize("command", [[], ["prepare"], ["train"], ["promote"], ["compare"], ["main"], ["predict"],
-                                     ["explain"], ["serve"]])
+@pytest.mark.parametrize(
+    "command", [[], ["prepare"], ["train"], ["promote"], ["compare"], ["main"], ["predict"], ["explain"], ["serve"]]
+)
 def test_help(command):
     result = _invoke(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output
@@ -36,8 +37,12 @@ def test_mlproject_parameters_match_the_cli():
     spec = yaml.safe_load((PROJECT / "MLproject").read_text())
     for name, entry in spec["entry_points"].items():
         command = main.commands[name]
-        options = {flag.lstrip("-").replace("-", "_"): p
-                   for p in command.params if isinstance(p, click.Option) for flag in p.opts}  # fmt: skip
+        options = {
+            flag.lstrip("-").replace("-", "_"): p
+            for p in command.params
+            if isinstance(p, click.Option)
+            for flag in p.opts
+        }
         for parameter, declared in entry["parameters"].items():
             assert f"{{{parameter}}}" in entry["command"], (name, parameter)
             assert f"--{parameter.replace('_', '-')} {{{parameter}}}" in " ".join(entry["command"].split())
@@ -78,8 +83,9 @@ def test_prepare_bench_logs_a_run_with_its_dataset(tmp_path):
 
 def test_prepare_kaggle_from_the_cli(tmp_path):
     ciplab = write_ciplab(tmp_path / "ciplab")
-    result = _invoke("prepare", "--source", "kaggle", "--ciplab", str(ciplab), "--output", str(tmp_path / "out"),
-                     "--track", "false")  # fmt: skip
+    result = _invoke(
+        "prepare", "--source", "kaggle", "--ciplab", str(ciplab), "--output", str(tmp_path / "out"), "--track", "false"
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "test_ciplab").is_dir()
     assert not (tmp_path / "mlflow.db").exists()  # --track false touches no tracking store
@@ -118,11 +124,30 @@ def test_python_dash_m_entry_point():
 
 @pytest.mark.slow
 def test_mlflow_run_prepare_entry_point(tmp_path):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_EXPERIMENT_NAME": "deepfake-detection"}  # fmt: skip
-    command = [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", "prepare", "--env-manager", "local",
-               "-P", f"output={tmp_path / 'data'}", "-P", "image_size=16", "-P", "num_images=6",
-               "-P", "generator_steps=2"]  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_EXPERIMENT_NAME": "deepfake-detection",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(PROJECT),
+        "-e",
+        "prepare",
+        "--env-manager",
+        "local",
+        "-P",
+        f"output={tmp_path / 'data'}",
+        "-P",
+        "image_size=16",
+        "-P",
+        "num_images=6",
+        "-P",
+        "generator_steps=2",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "data" / "manifest.csv").is_file()
@@ -136,8 +161,21 @@ def test_mlflow_run_prepare_entry_point(tmp_path):
 
 def test_main_builds_the_benchmark_once_and_nests_its_runs(tmp_path):
     data = tmp_path / "data"
-    args = ["main", "--data", str(data), "--image-size", "32", "--num-images", "12", "--arch", "custom_a",
-            "--epochs", "1", "--max-trials", "1"]  # fmt: skip
+    args = [
+        "main",
+        "--data",
+        str(data),
+        "--image-size",
+        "32",
+        "--num-images",
+        "12",
+        "--arch",
+        "custom_a",
+        "--epochs",
+        "1",
+        "--max-trials",
+        "1",
+    ]
     first = _invoke(*args)
     assert first.exit_code == 0, first.output
     assert "pca_svm" in first.output and "main finished" in first.output

@@ -48,10 +48,24 @@ def test_exact_and_approximate_kernels_agree_on_an_easy_problem():
 
 
 def test_compare_report_from_registered_models(bench_dataset, tmp_path):
-    run_training(TrainSettings(arch="custom_a,custom_c", data=str(bench_dataset), image_size=32, epochs=1,
-                               tuner="none", batch_size=16, work_dir=str(tmp_path / "outputs")))  # fmt: skip
-    settings = CompareSettings(models="custom_a,custom_c", data=str(bench_dataset), n_components=8,
-                               robustness=True, work_dir=str(tmp_path / "outputs"))  # fmt: skip
+    run_training(
+        TrainSettings(
+            arch="custom_a,custom_c",
+            data=str(bench_dataset),
+            image_size=32,
+            epochs=1,
+            tuner="none",
+            batch_size=16,
+            work_dir=str(tmp_path / "outputs"),
+        )
+    )
+    settings = CompareSettings(
+        models="custom_a,custom_c",
+        data=str(bench_dataset),
+        n_components=8,
+        robustness=True,
+        work_dir=str(tmp_path / "outputs"),
+    )
     table = run_compare(settings)
     assert list(table["model"]) == ["custom_a"] * 3 + ["custom_c"] * 3
     assert list(table["classifier"][:3]) == ["cnn_head", "pca_svm", "pca_svm_nystroem"]
@@ -74,8 +88,13 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
     assert "<table" in (report / "comparison.html").read_text()
     plots = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="plots"))
     names = {p.name for p in plots.glob("*.png")}
-    assert names == {"roc_overlay.png", "pca_explained_variance.png", "pca_scatter.png", "confusion_matrices.png",
-                     "robustness.png"}
+    assert names == {
+        "roc_overlay.png",
+        "pca_explained_variance.png",
+        "pca_scatter.png",
+        "confusion_matrices.png",
+        "robustness.png",
+    }
     robust = pd.read_csv(report / "robustness.csv")
     assert len(robust) == 2 * 6 and robust["roc_auc"].between(0, 1).all()
     assert set(robust["perturbation"]) == {"none", "jpeg_q95", "jpeg_q75", "jpeg_q50", "downscale_0.5x", "blur_sigma1"}
@@ -92,15 +111,34 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
     assert stored["embedding"].shape[1] == 512 and set(stored["label"]) == {"real", "fake"}
 
     # By stage, with the embeddings cache reused; and a clear error for a model that is not there.
-    by_stage = run_compare(CompareSettings(models="custom_a", stage="Production", data=str(bench_dataset),
-                                           n_components=8, work_dir=str(tmp_path / "outputs")))  # fmt: skip
-    pd.testing.assert_frame_equal(by_stage.drop(columns="fit_seconds"),
-                                  table[table.model == "custom_a"].drop(columns="fit_seconds").reset_index(drop=True))
+    by_stage = run_compare(
+        CompareSettings(
+            models="custom_a",
+            stage="Production",
+            data=str(bench_dataset),
+            n_components=8,
+            work_dir=str(tmp_path / "outputs"),
+        )
+    )
+    pd.testing.assert_frame_equal(
+        by_stage.drop(columns="fit_seconds"),
+        table[table.model == "custom_a"].drop(columns="fit_seconds").reset_index(drop=True),
+    )
     with pytest.raises(MissingModelError, match="deepfake-vggface16@champion"):
-        run_compare(CompareSettings(models="custom_a,vggface16", data=str(bench_dataset), n_components=8,
-                                    work_dir=str(tmp_path / "outputs")))  # fmt: skip
-    skipped = run_compare(CompareSettings(models="custom_a,vggface16", data=str(bench_dataset), n_components=8,
-                                          skip_missing=True, work_dir=str(tmp_path / "outputs")))  # fmt: skip
+        run_compare(
+            CompareSettings(
+                models="custom_a,vggface16", data=str(bench_dataset), n_components=8, work_dir=str(tmp_path / "outputs")
+            )
+        )
+    skipped = run_compare(
+        CompareSettings(
+            models="custom_a,vggface16",
+            data=str(bench_dataset),
+            n_components=8,
+            skip_missing=True,
+            work_dir=str(tmp_path / "outputs"),
+        )
+    )
     assert set(skipped["model"]) == {"custom_a"}
 
 

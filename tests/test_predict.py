@@ -41,8 +41,17 @@ def store(bench_dataset, tmp_path_factory):
         patch.chdir(root)
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
-        run_training(TrainSettings(arch="custom_c", data=str(bench_dataset), image_size=32, epochs=1, tuner="none",
-                                   batch_size=16, work_dir=str(root / "outputs")))  # fmt: skip
+        run_training(
+            TrainSettings(
+                arch="custom_c",
+                data=str(bench_dataset),
+                image_size=32,
+                epochs=1,
+                tuner="none",
+                batch_size=16,
+                work_dir=str(root / "outputs"),
+            )
+        )
     return root, uri
 
 
@@ -95,8 +104,9 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _payload(paths: list[Path]) -> dict:
-    return {"dataframe_split": {"columns": ["image"],
-                                "data": [[base64.b64encode(p.read_bytes()).decode()] for p in paths]}}  # fmt: skip
+    return {
+        "dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(p.read_bytes()).decode()] for p in paths]}
+    }
 
 
 def test_predict_folder_writes_csv_and_reports_bad_files(trained, images, tmp_path):
@@ -121,8 +131,9 @@ def test_predict_pyfunc_and_stage_uri_agree(trained, images, tmp_path):
     files = sorted(images.rglob("bench_*"))
     assert len(files) == 6
     by_alias = read_predictions(run_predict(str(images), CHAMPION, tmp_path / "a.csv", progress=False).output)
-    by_stage = read_predictions(run_predict(str(images), "models:/deepfake-custom_c/Production", tmp_path / "b.csv",
-                                            progress=False).output)  # fmt: skip
+    by_stage = read_predictions(
+        run_predict(str(images), "models:/deepfake-custom_c/Production", tmp_path / "b.csv", progress=False).output
+    )
     np.testing.assert_allclose(by_alias["p_fake"], by_stage["p_fake"])
     pyfunc = mlflow.pyfunc.load_model(CHAMPION)
     from_bytes = pyfunc.predict(pd.DataFrame({"image": [p.read_bytes() for p in files]}))
@@ -138,10 +149,26 @@ def test_mlflow_models_serve_agrees_with_predict_and_refuses_bad_requests(traine
     expected = read_predictions(run_predict(str(images), CHAMPION, tmp_path / "p.csv", progress=False).output)
     expected = expected.set_index("path").loc[[str(p) for p in files]]
     port = free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DEEPFAKE_MAX_REQUEST_BYTES": "200000"}  # fmt: skip
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION, "--env-manager", "local",
-               "--host", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DEEPFAKE_MAX_REQUEST_BYTES": "200000",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        CHAMPION,
+        "--env-manager",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     server = _start(command, port, env)
     try:
         url = f"http://127.0.0.1:{port}/invocations"
@@ -151,9 +178,15 @@ def test_mlflow_models_serve_agrees_with_predict_and_refuses_bad_requests(traine
         np.testing.assert_allclose(rows["p_fake"], expected["p_fake"], atol=1e-6)
         assert list(rows["label"]) == list(expected["label"])
         # A bad image in the batch is reported in its row; the others are still scored.
-        bad = {"dataframe_split": {"columns": ["image"],
-                                   "data": [[base64.b64encode(b"not an image").decode()],
-                                            _payload(files[:1])["dataframe_split"]["data"][0]]}}  # fmt: skip
+        bad = {
+            "dataframe_split": {
+                "columns": ["image"],
+                "data": [
+                    [base64.b64encode(b"not an image").decode()],
+                    _payload(files[:1])["dataframe_split"]["data"][0],
+                ],
+            }
+        }
         answer = requests.post(url, json=bad, timeout=60)
         assert answer.status_code == 200, answer.text
         first, second = answer.json()["predictions"]
@@ -162,8 +195,9 @@ def test_mlflow_models_serve_agrees_with_predict_and_refuses_bad_requests(traine
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(big)
         answer = requests.post(url, json=_payload([big]), timeout=60)  # ~270 kB > the 200 kB limit
         assert answer.status_code == 400 and "request too large" in answer.text
-        answer = requests.post(url, json={"dataframe_split": {"columns": ["path"], "data": [["/etc/passwd"]]}},
-                               timeout=60)  # fmt: skip
+        answer = requests.post(
+            url, json={"dataframe_split": {"columns": ["path"], "data": [["/etc/passwd"]]}}, timeout=60
+        )
         assert answer.status_code == 400 and "refused by the server" in answer.text
         assert requests.get(f"http://127.0.0.1:{port}/ping", timeout=5).status_code == 200  # still serving
     finally:
@@ -173,8 +207,18 @@ def test_mlflow_models_serve_agrees_with_predict_and_refuses_bad_requests(traine
 def test_serve_command_binds_locally_and_answers_413_before_reading(trained, images):
     files = sorted(p for p in images.rglob("bench_*"))[:2]
     port = free_port()
-    command = [sys.executable, "-m", "deepfake_detection", "serve", "--model", "custom_c", "--port", str(port),
-               "--max-request-mb", "0.05"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "deepfake_detection",
+        "serve",
+        "--model",
+        "custom_c",
+        "--port",
+        str(port),
+        "--max-request-mb",
+        "0.05",
+    ]
     server = _start(command, port, dict(os.environ))
     try:
         url = f"http://127.0.0.1:{port}/invocations"
@@ -216,8 +260,14 @@ def test_predict_bad_input_gives_clear_errors(trained, tmp_path):
 def _gradcam_toy_model():
     """One 1x1 conv (identity on the red channel) → global average → dense with weight +1."""
     inputs = keras.Input((8, 8, 3))
-    conv = keras.layers.Conv2D(1, 1, activation="relu", name="conv", kernel_initializer=keras.initializers.Constant(
-        [[[[1.0], [0.0], [0.0]]]]), bias_initializer="zeros")(inputs)  # fmt: skip
+    conv = keras.layers.Conv2D(
+        1,
+        1,
+        activation="relu",
+        name="conv",
+        kernel_initializer=keras.initializers.Constant([[[[1.0], [0.0], [0.0]]]]),
+        bias_initializer="zeros",
+    )(inputs)
     pooled = keras.layers.GlobalAveragePooling2D()(conv)
     output = keras.layers.Dense(1, activation="sigmoid", kernel_initializer="ones", bias_initializer="zeros")(pooled)
     return keras.Model(inputs, output)
@@ -236,9 +286,16 @@ def test_gradcam_points_at_the_evidence():
     assert heat_real.max() == 0  # nothing in the image argues for "real"
 
 
-@pytest.mark.parametrize("arch, layer", [("vggface16", "conv5_3"), ("densenet121", "densenet121_backbone"),
-                                         ("custom_a", "block6_bn"), ("custom_b", "stage2_add"),
-                                         ("custom_c", "res2_relu")])  # fmt: skip
+@pytest.mark.parametrize(
+    "arch, layer",
+    [
+        ("vggface16", "conv5_3"),
+        ("densenet121", "densenet121_backbone"),
+        ("custom_a", "block6_bn"),
+        ("custom_b", "stage2_add"),
+        ("custom_c", "res2_relu"),
+    ],
+)
 def test_gradcam_finds_the_last_feature_map_of_every_architecture(arch, layer):
     import keras_tuner as kt
 
@@ -265,10 +322,28 @@ def test_explain_writes_overlays_and_reports_bad_files(trained, images, tmp_path
 
 @pytest.mark.slow
 def test_mlflow_run_explain_logs_overlays(trained, images):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_EXPERIMENT_NAME": "deepfake-detection"}  # fmt: skip
-    command = [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", "explain", "--env-manager", "local",
-               "-P", f"input={images / 'fake'}", "-P", "model=custom_c", "-P", "max_images=2"]  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_EXPERIMENT_NAME": "deepfake-detection",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(PROJECT),
+        "-e",
+        "explain",
+        "--env-manager",
+        "local",
+        "-P",
+        f"input={images / 'fake'}",
+        "-P",
+        "model=custom_c",
+        "-P",
+        "max_images=2",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=trained, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     client = mlflow.MlflowClient()

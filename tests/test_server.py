@@ -36,16 +36,30 @@ def _tags(run: dict) -> dict:
 def test_train_and_compare_against_a_shared_tracking_server(tracking_server, bench_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
     work_dir = str(tmp_path / "outputs")
-    run_training(TrainSettings(arch="custom_a", data=str(bench_dataset), image_size=32, epochs=1, tuner="none",
-                               batch_size=16, work_dir=work_dir))  # fmt: skip
+    run_training(
+        TrainSettings(
+            arch="custom_a",
+            data=str(bench_dataset),
+            image_size=32,
+            epochs=1,
+            tuner="none",
+            batch_size=16,
+            work_dir=work_dir,
+        )
+    )
     run_compare(CompareSettings(models="custom_a", data=str(bench_dataset), n_components=8, work_dir=work_dir))
 
     # Runs: the train parent, its child and the compare run, all FINISHED.
-    experiment = _api(tracking_server, "GET", "mlflow/experiments/get-by-name",
-                      params={"experiment_name": "deepfake-detection"})["experiment"]  # fmt: skip
+    experiment = _api(
+        tracking_server, "GET", "mlflow/experiments/get-by-name", params={"experiment_name": "deepfake-detection"}
+    )["experiment"]
     assert experiment["artifact_location"].startswith("mlflow-artifacts:")  # the server's, not a local path
-    runs = _api(tracking_server, "POST", "mlflow/runs/search",
-                json={"experiment_ids": [experiment["experiment_id"]], "max_results": 100})["runs"]  # fmt: skip
+    runs = _api(
+        tracking_server,
+        "POST",
+        "mlflow/runs/search",
+        json={"experiment_ids": [experiment["experiment_id"]], "max_results": 100},
+    )["runs"]
     by_name = {run["info"]["run_name"]: run for run in runs}
     assert set(by_name) == {"train", "train-custom_a", "compare"}
     assert {run["info"]["status"] for run in runs} == {"FINISHED"}
@@ -54,21 +68,28 @@ def test_train_and_compare_against_a_shared_tracking_server(tracking_server, ben
     assert _tags(compare)["model.custom_a"] == "deepfake-custom_a/1"
 
     # Registry: version 1 of deepfake-custom_a, champion, from the child run.
-    model = _api(tracking_server, "GET", "mlflow/registered-models/get",
-                 params={"name": "deepfake-custom_a"})["registered_model"]  # fmt: skip
+    model = _api(tracking_server, "GET", "mlflow/registered-models/get", params={"name": "deepfake-custom_a"})[
+        "registered_model"
+    ]
     assert {(a["alias"], a["version"]) for a in model["aliases"]} == {("champion", "1")}
-    champion = _api(tracking_server, "GET", "mlflow/registered-models/alias",
-                    params={"name": "deepfake-custom_a", "alias": "champion"})["model_version"]  # fmt: skip
+    champion = _api(
+        tracking_server,
+        "GET",
+        "mlflow/registered-models/alias",
+        params={"name": "deepfake-custom_a", "alias": "champion"},
+    )["model_version"]
     assert champion["version"] == "1" and champion["run_id"] == child["info"]["run_id"]
 
     # Artifacts: listed and served by the server, stored under its --artifacts-destination.
-    files = _api(tracking_server, "GET", "mlflow/artifacts/list",
-                 params={"run_id": child["info"]["run_id"], "path": "plots"})["files"]  # fmt: skip
+    files = _api(
+        tracking_server, "GET", "mlflow/artifacts/list", params={"run_id": child["info"]["run_id"], "path": "plots"}
+    )["files"]
     plots = ("roc", "precision_recall", "confusion_matrix", "training_curves")
     assert {f["path"] for f in files} == {f"plots/{name}.png" for name in plots}
     for run, path in ((child, "plots/roc.png"), (compare, "plots/roc_overlay.png")):
-        served = requests.get(f"{tracking_server.url}/get-artifact", timeout=30,
-                              params={"run_id": run["info"]["run_id"], "path": path})  # fmt: skip
+        served = requests.get(
+            f"{tracking_server.url}/get-artifact", timeout=30, params={"run_id": run["info"]["run_id"], "path": path}
+        )
         assert served.status_code == 200 and served.content[:8] == PNG, path
         root = run["info"]["artifact_uri"].removeprefix("mlflow-artifacts:").lstrip("/")  # <experiment>/<run>/artifacts
         proxied = requests.get(f"{tracking_server.url}/api/2.0/mlflow-artifacts/artifacts/{root}/{path}", timeout=30)
@@ -78,11 +99,18 @@ def test_train_and_compare_against_a_shared_tracking_server(tracking_server, ben
     assert not (tmp_path / "mlruns").exists()  # nothing went to the client's local store
 
     # The runs live in PostgreSQL.
-    with psycopg2.connect(host=str(tracking_server.socket_dir), port=tracking_server.pg_port,
-                          user="mlflow", dbname="mlflow") as connection, connection.cursor() as cursor:  # fmt: skip
+    with (
+        psycopg2.connect(
+            host=str(tracking_server.socket_dir), port=tracking_server.pg_port, user="mlflow", dbname="mlflow"
+        ) as connection,
+        connection.cursor() as cursor,
+    ):
         cursor.execute("SELECT name, status FROM runs")
-        assert sorted(cursor.fetchall()) == [("compare", "FINISHED"), ("train", "FINISHED"),
-                                             ("train-custom_a", "FINISHED")]  # fmt: skip
+        assert sorted(cursor.fetchall()) == [
+            ("compare", "FINISHED"),
+            ("train", "FINISHED"),
+            ("train-custom_a", "FINISHED"),
+        ]
     connection.close()
 
 
@@ -91,8 +119,9 @@ def test_the_database_is_not_exposed(tracking_server):
     assert (tracking_server.socket_dir / f".s.PGSQL.{tracking_server.pg_port}").is_socket()
     with pytest.raises(OSError):  # connection refused: nothing listens on the database port
         socket.create_connection(("127.0.0.1", tracking_server.pg_port), timeout=2).close()
-    connection = psycopg2.connect(host=str(tracking_server.socket_dir), port=tracking_server.pg_port,
-                                  user="mlflow", dbname="mlflow")  # fmt: skip
+    connection = psycopg2.connect(
+        host=str(tracking_server.socket_dir), port=tracking_server.pg_port, user="mlflow", dbname="mlflow"
+    )
     try:
         with connection.cursor() as cursor:
             cursor.execute("SHOW listen_addresses")
@@ -104,9 +133,28 @@ def test_the_database_is_not_exposed(tracking_server):
 
 
 def _train_command(data, work_dir, seed: int) -> list[str]:
-    return [sys.executable, "-m", "deepfake_detection", "train", "--arch", "custom_b", "--data", str(data),
-            "--image-size", "32", "--epochs", "1", "--tuner", "none", "--batch-size", "16", "--seed", str(seed),
-            "--work-dir", str(work_dir)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "deepfake_detection",
+        "train",
+        "--arch",
+        "custom_b",
+        "--data",
+        str(data),
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--tuner",
+        "none",
+        "--batch-size",
+        "16",
+        "--seed",
+        str(seed),
+        "--work-dir",
+        str(work_dir),
+    ]
 
 
 def test_two_trains_registering_at_once_get_consecutive_versions_and_one_champion(
@@ -116,8 +164,12 @@ def test_two_trains_registering_at_once_get_consecutive_versions_and_one_champio
     client = MlflowClient(tracking_server.url)
     before = {r.info.run_id for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
     logs = [(tmp_path / f"train{i}.log").open("w+") for i in (1, 2)]
-    processes = [subprocess.Popen(_train_command(bench_dataset, tmp_path / f"outputs{i}", seed=i), stdout=log,
-                                  stderr=subprocess.STDOUT) for i, log in zip((1, 2), logs)]  # fmt: skip
+    processes = [
+        subprocess.Popen(
+            _train_command(bench_dataset, tmp_path / f"outputs{i}", seed=i), stdout=log, stderr=subprocess.STDOUT
+        )
+        for i, log in zip((1, 2), logs)
+    ]
     try:
         for i, process in zip((1, 2), processes):
             assert process.wait(timeout=300) == 0, (tmp_path / f"train{i}.log").read_text()[-3000:]

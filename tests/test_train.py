@@ -29,8 +29,16 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def _settings(data, tmp_path, **overrides):
-    base = dict(arch="custom_a", data=str(data), image_size=32, epochs=1, max_trials=2, tuner="random",
-                batch_size=16, work_dir=str(tmp_path / "outputs"))  # fmt: skip
+    base = dict(
+        arch="custom_a",
+        data=str(data),
+        image_size=32,
+        epochs=1,
+        max_trials=2,
+        tuner="random",
+        batch_size=16,
+        work_dir=str(tmp_path / "outputs"),
+    )
     return TrainSettings(**{**base, **overrides})
 
 
@@ -78,8 +86,14 @@ def test_train_tracks_registers_promotes_and_reloads(bench_dataset, tmp_path):
     assert float(version.tags["test_roc_auc"]) == pytest.approx(first.test["roc_auc"], abs=1e-6)
 
     # Loading by alias and by stage predicts what the trained model predicted on test.
-    logged = pd.read_json(io.StringIO(Path(mlflow.artifacts.download_artifacts(
-        run_id=child.info.run_id, artifact_path="predictions/test.json")).read_text()), orient="split")  # fmt: skip
+    logged = pd.read_json(
+        io.StringIO(
+            Path(
+                mlflow.artifacts.download_artifacts(run_id=child.info.run_id, artifact_path="predictions/test.json")
+            ).read_text()
+        ),
+        orient="split",
+    )
     images = pd.DataFrame({"image": [(bench_dataset / p).read_bytes() for p in logged["path"]]})
     by_alias = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(images)
     by_stage = mlflow.pyfunc.load_model(f"models:/{name}/Production").predict(images)
@@ -88,8 +102,9 @@ def test_train_tracks_registers_promotes_and_reloads(bench_dataset, tmp_path):
     assert set(by_alias["label"]) <= {"fake", "real"}
     assert list(by_alias["label"]) == list(np.where(by_alias["p_fake"] >= first.threshold, "fake", "real"))
     paths = pd.DataFrame({"path": [str(bench_dataset / p) for p in logged["path"]]})
-    np.testing.assert_allclose(mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(paths)["p_fake"],
-                               logged["p_fake"], atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(paths)["p_fake"], logged["p_fake"], atol=1e-5
+    )
 
     # Same seed, same data: same metrics; not better, so version 2 is the challenger in Staging.
     (second,) = run_training(_settings(bench_dataset, tmp_path, work_dir=str(tmp_path / "outputs2")))
@@ -139,8 +154,9 @@ def test_bad_training_input_fails_before_training(bench_dataset, tmp_path, monke
     one_class = tmp_path / "one_class"
     manifest = pd.read_csv(bench_dataset / "manifest.csv", keep_default_na=False)
     one_class.mkdir()
-    manifest[~((manifest.split == "valid") & (manifest.label == "real"))].to_csv(one_class / "manifest.csv",
-                                                                                   index=False)  # fmt: skip
+    manifest[~((manifest.split == "valid") & (manifest.label == "real"))].to_csv(
+        one_class / "manifest.csv", index=False
+    )
     with pytest.raises(DatasetError, match="split 'valid' has no real images"):
         run_training(_settings(one_class, tmp_path))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
@@ -166,7 +182,9 @@ def test_vggface_weights_load_by_layer_name_from_a_legacy_h5(tmp_path):
     keras.utils.set_random_seed(2)
     loaded = get_architecture("vggface16", 32, weights=str(tmp_path / "vggface_like.h5")).build(kt.HyperParameters())
     for layer in ("conv1_1", "conv5_3", "embedding"):
-        np.testing.assert_array_equal(loaded.get_layer(layer).get_weights()[0], source.get_layer(layer).get_weights()[0])
+        np.testing.assert_array_equal(
+            loaded.get_layer(layer).get_weights()[0], source.get_layer(layer).get_weights()[0]
+        )
     with pytest.raises(WeightsError, match="VGGFace16 weights not found"):
         os.environ["KERAS_HOME"] = str(tmp_path / "empty_keras_home")
         try:
@@ -177,8 +195,14 @@ def test_vggface_weights_load_by_layer_name_from_a_legacy_h5(tmp_path):
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_every_architecture_has_an_embedding_of_the_documented_size(name):
-    expected = {"vggface16": 2048, "densenet121": 1024, "custom_a": 512, "custom_b": 512, "custom_c": 512,
-                "spectrum": 16}[name]  # spectrum: one ring per frequency up to Nyquist, image_size / 2
+    expected = {
+        "vggface16": 2048,
+        "densenet121": 1024,
+        "custom_a": 512,
+        "custom_b": 512,
+        "custom_c": 512,
+        "spectrum": 16,
+    }[name]  # spectrum: one ring per frequency up to Nyquist, image_size / 2
     model = get_architecture(name, 32).build(kt.HyperParameters())
     assert model.get_layer("embedding").output.shape[-1] == expected
     assert model.output.shape[-1] == 1 and model.input.shape[1:] == (32, 32, 3)
@@ -203,19 +227,47 @@ def test_azimuthal_spectrum_finds_the_frequency_of_a_stripe_pattern():
 
 @pytest.mark.slow
 def test_mlflow_run_train_all_architectures(bench_dataset, tmp_path):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_EXPERIMENT_NAME": "deepfake-detection"}  # fmt: skip
-    command = [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", "train", "--env-manager", "local",
-               "-P", "arch=all", "-P", f"data={bench_dataset}", "-P", "image_size=32", "-P", "epochs=1",
-               "-P", "tuner=none", "-P", "num_samples=8", "-P", f"work_dir={tmp_path / 'outputs'}"]  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_EXPERIMENT_NAME": "deepfake-detection",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(PROJECT),
+        "-e",
+        "train",
+        "--env-manager",
+        "local",
+        "-P",
+        "arch=all",
+        "-P",
+        f"data={bench_dataset}",
+        "-P",
+        "image_size=32",
+        "-P",
+        "epochs=1",
+        "-P",
+        "tuner=none",
+        "-P",
+        "num_samples=8",
+        "-P",
+        f"work_dir={tmp_path / 'outputs'}",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient()
     for name in ARCHITECTURES:
         version = client.get_model_version_by_alias(f"deepfake-{name}", "champion")
         assert version.current_stage == "Production"
-    (project_run,) = [r for r in client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
-                      if r.data.tags.get("mlflow.project.entryPoint") == "train"]  # fmt: skip
+    (project_run,) = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
+        if r.data.tags.get("mlflow.project.entryPoint") == "train"
+    ]
     assert project_run.info.status == "FINISHED"
 
 
@@ -230,9 +282,30 @@ def _wait_for(process, root: Path, pattern: str, timeout: float = 300) -> None:
 @pytest.mark.slow
 def test_train_killed_mid_search_and_mid_fit_resumes_and_leaves_no_orphans(bench_dataset, tmp_path):
     work = tmp_path / "outputs"
-    command = [sys.executable, "-m", "deepfake_detection", "train", "--arch", "custom_a", "--data", str(bench_dataset),
-               "--image-size", "32", "--epochs", "6", "--max-trials", "2", "--tuner", "random", "--batch-size", "8",
-               "--patience", "10", "--work-dir", str(work)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "deepfake_detection",
+        "train",
+        "--arch",
+        "custom_a",
+        "--data",
+        str(bench_dataset),
+        "--image-size",
+        "32",
+        "--epochs",
+        "6",
+        "--max-trials",
+        "2",
+        "--tuner",
+        "random",
+        "--batch-size",
+        "8",
+        "--patience",
+        "10",
+        "--work-dir",
+        str(work),
+    ]
     log = (tmp_path / "train.log").open("w")
     first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     _wait_for(first, work, "custom_a-*/tuner/search/trial_*")  # inside the first trial
@@ -278,16 +351,25 @@ print("registered", result.version, result.test["roc_auc"])
 
 @pytest.mark.slow
 def test_mirrored_strategy_trains_on_two_logical_devices(bench_dataset, tmp_path):
-    result = subprocess.run([sys.executable, "-c", MIRRORED, str(bench_dataset), str(tmp_path / "outputs")],
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(bench_dataset), str(tmp_path / "outputs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "registered 1" in result.stdout
     client = MlflowClient()
-    (child,) = [r for r in client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
-                if r.info.run_name == "train-custom_a"]  # fmt: skip
+    (child,) = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
+        if r.info.run_name == "train-custom_a"
+    ]
     assert child.data.params["distribute"] == "mirrored"
-    assert child.data.params["devices"].split(",") == ["/job:localhost/replica:0/task:0/device:CPU:0",
-                                                       "/job:localhost/replica:0/task:0/device:CPU:1"]  # fmt: skip
+    assert child.data.params["devices"].split(",") == [
+        "/job:localhost/replica:0/task:0/device:CPU:0",
+        "/job:localhost/replica:0/task:0/device:CPU:1",
+    ]
     assert 0 <= child.data.metrics["test_roc_auc"] <= 1
     images = pd.DataFrame({"image": [p.read_bytes() for p in sorted((bench_dataset / "test").rglob("*.jpg"))[:4]]})
     assert len(mlflow.pyfunc.load_model("models:/deepfake-custom_a@champion").predict(images)) == 4
@@ -310,13 +392,23 @@ print("fit finished on worker", index)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(raises=AssertionError, strict=False,
-                   reason="Keras 3 fit under MultiWorkerMirroredStrategy: 'unsupported type PerReplica' "
-                          "(keras-team/keras#20585); passes once the upstream fix lands")  # fmt: skip
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=False,
+    reason="Keras 3 fit under MultiWorkerMirroredStrategy: 'unsupported type PerReplica' "
+    "(keras-team/keras#20585); passes once the upstream fix lands",
+)
 def test_multi_worker_mirrored_strategy_fits_across_two_processes(tmp_path):
     ports = ",".join(str(free_port()) for _ in range(2))
-    workers = [subprocess.Popen([sys.executable, "-c", MULTI_WORKER, ports, str(i)], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True) for i in range(2)]  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", MULTI_WORKER, ports, str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [worker.communicate(timeout=180)[0] for worker in workers]
     for worker, output in zip(workers, outputs):
         if worker.returncode != 0 and "PerReplica" not in output:  # not the known bug: a real failure

@@ -10,7 +10,6 @@ from collections import Counter
 
 import pytest
 from mlflow import MlflowClient
-
 from tracking_server import free_port
 
 from deepfake_detection import tracking
@@ -21,21 +20,40 @@ from deepfake_detection.training import _exclusive, run_tuning
 
 @pytest.mark.slow
 def test_one_chief_two_workers_share_one_search(bench_dataset, tmp_path):
-    common = ["--arch", "custom_a", "--data", str(bench_dataset), "--image-size", "32", "--epochs", "1",
-              "--max-trials", "4", "--batch-size", "16", "--work-dir", str(tmp_path / "outputs"),
-              "--oracle", f"127.0.0.1:{free_port()}"]  # fmt: skip
+    common = [
+        "--arch",
+        "custom_a",
+        "--data",
+        str(bench_dataset),
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--max-trials",
+        "4",
+        "--batch-size",
+        "16",
+        "--work-dir",
+        str(tmp_path / "outputs"),
+        "--oracle",
+        f"127.0.0.1:{free_port()}",
+    ]
     tune = [sys.executable, "-m", "deepfake_detection", "tune"]
     tracking.configure()  # create the SQLite store once: three processes creating it at once collide
     tracking.ensure_experiment()
     logs = {name: (tmp_path / f"{name}.log").open("w+") for name in ("chief", "w1", "w2")}
     # Workers first: they wait for the chief's run and for its oracle.
     processes = {
-        name: subprocess.Popen(tune + ["--role", "worker", "--worker-id", name, "--wait", "120"] + common,
-                               stdout=logs[name], stderr=subprocess.STDOUT)
+        name: subprocess.Popen(
+            tune + ["--role", "worker", "--worker-id", name, "--wait", "120"] + common,
+            stdout=logs[name],
+            stderr=subprocess.STDOUT,
+        )
         for name in ("w1", "w2")
-    }  # fmt: skip
-    processes["chief"] = subprocess.Popen(tune + ["--role", "chief"] + common, stdout=logs["chief"],
-                                          stderr=subprocess.STDOUT)  # fmt: skip
+    }
+    processes["chief"] = subprocess.Popen(
+        tune + ["--role", "chief"] + common, stdout=logs["chief"], stderr=subprocess.STDOUT
+    )
     try:
         for name, process in processes.items():
             assert process.wait(timeout=400) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
@@ -66,10 +84,8 @@ def test_one_chief_two_workers_share_one_search(bench_dataset, tmp_path):
 
 def test_a_worker_id_in_use_is_refused(tmp_path):
     lock = tmp_path / "search" / "w1.lock"
-    with _exclusive(lock, "w1"):
-        with pytest.raises(TuningError, match="worker id 'w1' is taken"):
-            with _exclusive(lock, "w1"):
-                pass
+    with _exclusive(lock, "w1"), pytest.raises(TuningError, match="worker id 'w1' is taken"), _exclusive(lock, "w1"):
+        pass
     with _exclusive(lock, "w1"):  # released with its holder: a restarted worker takes it again
         pass
 

@@ -18,9 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import requests
 
@@ -99,8 +99,22 @@ def postgres(root: Path) -> Iterator[tuple[Path, int]]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     data, log, port = root / "data", root / "postgres.log", free_port()
-    _run([str(bin_dir / "initdb"), "-D", str(data), "-U", "mlflow", "-A", "trust", "-E", "UTF8",
-          "--locale=C", "--no-sync"], cwd=root)  # fmt: skip
+    _run(
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "mlflow",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        cwd=root,
+    )
     with open(data / "postgresql.conf", "a") as conf:
         conf.write(
             "\n# tests/tracking_server.py: unix socket only, throw-away data\n"
@@ -122,8 +136,12 @@ def postgres(root: Path) -> Iterator[tuple[Path, int]]:
             connection.close()
         yield root, port
     finally:
-        subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop"]),
-                       cwd=root, capture_output=True, timeout=90)  # fmt: skip
+        subprocess.run(
+            _as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop"]),
+            cwd=root,
+            capture_output=True,
+            timeout=90,
+        )
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -131,10 +149,8 @@ def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # any child left behind, even after the parent exited
     process.wait()
@@ -150,16 +166,28 @@ def tracking_server(timeout: float = 60.0) -> Iterator[TrackingServer]:
             artifacts, log_path, port = root / "artifacts", root / "mlflow-server.log", free_port()
             artifacts.mkdir()
             command = [
-                sys.executable, "-m", "mlflow", "server",
-                "--backend-store-uri", f"postgresql+psycopg2://mlflow@/mlflow?host={socket_dir}&port={pg_port}",
-                "--artifacts-destination", str(artifacts), "--serve-artifacts",
-                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            ]  # fmt: skip
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"postgresql+psycopg2://mlflow@/mlflow?host={socket_dir}&port={pg_port}",
+                "--artifacts-destination",
+                str(artifacts),
+                "--serve-artifacts",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ]
             env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
             env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job runner + huey workers: 2 cores
             with open(log_path, "wb") as log:
-                process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)  # fmt: skip
+                process = subprocess.Popen(
+                    command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
             try:
                 url = f"http://127.0.0.1:{port}"
                 _wait_healthy(process, url, log_path, timeout)

@@ -43,15 +43,34 @@ def build_pipeline(settings: SVMSettings, n_samples: int, n_features: int, appro
     steps = [("scaler", StandardScaler()), ("pca", PCA(n_components=components, random_state=settings.seed))]
     if approximate:
         steps += [
-            ("kernel", Nystroem(kernel="poly", degree=settings.degree, coef0=settings.coef0,
-                                gamma=_gamma(settings, components), n_components=min(settings.landmarks, n_samples),
-                                random_state=settings.seed)),
+            (
+                "kernel",
+                Nystroem(
+                    kernel="poly",
+                    degree=settings.degree,
+                    coef0=settings.coef0,
+                    gamma=_gamma(settings, components),
+                    n_components=min(settings.landmarks, n_samples),
+                    random_state=settings.seed,
+                ),
+            ),
             ("kernel_scaler", StandardScaler()),
             ("svm", LinearSVC(C=settings.C, dual=False, max_iter=5000, random_state=settings.seed)),
-        ]  # fmt: skip
+        ]
     else:
-        steps.append(("svm", SVC(kernel="poly", degree=settings.degree, C=settings.C, coef0=settings.coef0,
-                                 gamma=settings.gamma, random_state=settings.seed)))  # fmt: skip
+        steps.append(
+            (
+                "svm",
+                SVC(
+                    kernel="poly",
+                    degree=settings.degree,
+                    C=settings.C,
+                    coef0=settings.coef0,
+                    gamma=settings.gamma,
+                    random_state=settings.seed,
+                ),
+            )
+        )
     return Pipeline(steps)
 
 

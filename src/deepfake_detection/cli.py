@@ -31,7 +31,9 @@ class _Group(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log more detail.")
 def main(verbose: bool) -> None:
     """Tell real photographs from GAN-generated images. Labels: fake = 1 (positive), real = 0."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _optional_path(value: str) -> Path | None:
@@ -40,29 +42,56 @@ def _optional_path(value: str) -> Path | None:
 
 def _prepare_options(function):
     options = [
-        click.option("--source", type=click.Choice(["bench", "kaggle"]), default=PREPARE.source,
-                     help="bench: build the offline benchmark; kaggle: combine the Kaggle downloads."),
+        click.option(
+            "--source",
+            type=click.Choice(["bench", "kaggle"]),
+            default=PREPARE.source,
+            help="bench: build the offline benchmark; kaggle: combine the Kaggle downloads.",
+        ),
         click.option("--output", default=PREPARE.output, help="Dataset folder to create."),
-        click.option("--kaggle-140k", default=PREPARE.kaggle_140k,
-                     help="Folder or .zip of the '140k real and fake faces' download."),
-        click.option("--ciplab", default=PREPARE.ciplab,
-                     help="Folder or .zip of the 'real and fake face detection' (ciplab) download."),
-        click.option("--image-size", type=click.IntRange(16, 1024), default=PREPARE.image_size,
-                     help="Bench: side of the square images in pixels."),
-        click.option("--num-images", type=click.IntRange(2), default=PREPARE.num_images,
-                     help="Bench: images per class."),
-        click.option("--difficulty", type=click.FloatRange(0, 1), default=PREPARE.difficulty,
-                     help="Bench: strength of the post-processing shared by both classes (0 = clean)."),
+        click.option(
+            "--kaggle-140k",
+            default=PREPARE.kaggle_140k,
+            help="Folder or .zip of the '140k real and fake faces' download.",
+        ),
+        click.option(
+            "--ciplab",
+            default=PREPARE.ciplab,
+            help="Folder or .zip of the 'real and fake face detection' (ciplab) download.",
+        ),
+        click.option(
+            "--image-size",
+            type=click.IntRange(16, 1024),
+            default=PREPARE.image_size,
+            help="Bench: side of the square images in pixels.",
+        ),
+        click.option(
+            "--num-images", type=click.IntRange(2), default=PREPARE.num_images, help="Bench: images per class."
+        ),
+        click.option(
+            "--difficulty",
+            type=click.FloatRange(0, 1),
+            default=PREPARE.difficulty,
+            help="Bench: strength of the post-processing shared by both classes (0 = clean).",
+        ),
         click.option("--seed", type=int, default=PREPARE.seed, help="Seed for splits and the bench builder."),
         click.option("--split", default=PREPARE.split, help="Bench: train,valid,test fractions."),
         click.option("--ciplab-split", default=PREPARE.ciplab_split, help="Ciplab: train,valid,test fractions."),
-        click.option("--generator-steps", type=click.IntRange(1), default=PREPARE.generator_steps,
-                     help="Bench: training steps of each generator network."),
-        click.option("--link-mode", type=click.Choice(["auto", "hardlink", "symlink", "copy"]),
-                     default=PREPARE.link_mode, help="Kaggle folders: how images enter the dataset."),
+        click.option(
+            "--generator-steps",
+            type=click.IntRange(1),
+            default=PREPARE.generator_steps,
+            help="Bench: training steps of each generator network.",
+        ),
+        click.option(
+            "--link-mode",
+            type=click.Choice(["auto", "hardlink", "symlink", "copy"]),
+            default=PREPARE.link_mode,
+            help="Kaggle folders: how images enter the dataset.",
+        ),
         click.option("--overwrite", type=bool, default=PREPARE.overwrite, help="Replace an existing dataset folder."),
         click.option("--track", type=bool, default=True, help="Log the prepare as an MLflow run."),
-    ]  # fmt: skip
+    ]
     for option in reversed(options):
         function = option(function)
     return function
@@ -77,14 +106,25 @@ def run_prepare(settings: PrepareSettings, track: bool = True):
         tracking.configure()
     if settings.source == "bench":
         report = prepare_bench(
-            Path(settings.output), settings.image_size, settings.num_images, settings.difficulty,
-            settings.seed, parse_fractions(settings.split), settings.generator_steps, settings.overwrite,
-        )  # fmt: skip
+            Path(settings.output),
+            settings.image_size,
+            settings.num_images,
+            settings.difficulty,
+            settings.seed,
+            parse_fractions(settings.split),
+            settings.generator_steps,
+            settings.overwrite,
+        )
     else:
         report = prepare_kaggle(
-            Path(settings.output), _optional_path(settings.kaggle_140k), _optional_path(settings.ciplab),
-            parse_fractions(settings.ciplab_split), settings.seed, settings.overwrite, settings.link_mode,
-        )  # fmt: skip
+            Path(settings.output),
+            _optional_path(settings.kaggle_140k),
+            _optional_path(settings.ciplab),
+            parse_fractions(settings.ciplab_split),
+            settings.seed,
+            settings.overwrite,
+            settings.link_mode,
+        )
     if track:
         with tracking.run(f"prepare-{settings.source}", tags={"step": "prepare"}):
             tracking.log_prepared_dataset(report)
@@ -115,35 +155,73 @@ def prepare(track: bool, **options) -> None:
 ARCHITECTURES = "vggface16, densenet121, custom_a, custom_b, custom_c, spectrum"
 
 
-def _train_options(function, arch_default: str = TRAIN.arch, arch_help: str = f"'all' or a comma list of: {ARCHITECTURES}."):
+def _train_options(
+    function, arch_default: str = TRAIN.arch, arch_help: str = f"'all' or a comma list of: {ARCHITECTURES}."
+):
     options = [
         click.option("--arch", default=arch_default, help=arch_help),
         click.option("--data", default=TRAIN.data, help="Prepared dataset folder (with manifest.csv)."),
-        click.option("--image-size", type=click.IntRange(16, 1024), default=TRAIN.image_size,
-                     help="Input side in pixels."),
-        click.option("--epochs", type=click.IntRange(1), default=TRAIN.epochs,
-                     help="Epochs per tuner trial and for the final fit."),
-        click.option("--max-trials", type=click.IntRange(1), default=TRAIN.max_trials,
-                     help="Tuner trials per architecture (random, bayesian)."),
-        click.option("--tuner", type=click.Choice(["hyperband", "bayesian", "random", "none"]), default=TRAIN.tuner,
-                     help="keras-tuner search; 'none' trains the default hyperparameters."),
-        click.option("--executions-per-trial", type=click.IntRange(1), default=TRAIN.executions_per_trial,
-                     help="Fits per trial (averaged)."),
-        click.option("--weights", default=TRAIN.weights,
-                     help="none | vggface (vggface16) | imagenet (densenet121, online) | path to a weights file."),
+        click.option(
+            "--image-size", type=click.IntRange(16, 1024), default=TRAIN.image_size, help="Input side in pixels."
+        ),
+        click.option(
+            "--epochs",
+            type=click.IntRange(1),
+            default=TRAIN.epochs,
+            help="Epochs per tuner trial and for the final fit.",
+        ),
+        click.option(
+            "--max-trials",
+            type=click.IntRange(1),
+            default=TRAIN.max_trials,
+            help="Tuner trials per architecture (random, bayesian).",
+        ),
+        click.option(
+            "--tuner",
+            type=click.Choice(["hyperband", "bayesian", "random", "none"]),
+            default=TRAIN.tuner,
+            help="keras-tuner search; 'none' trains the default hyperparameters.",
+        ),
+        click.option(
+            "--executions-per-trial",
+            type=click.IntRange(1),
+            default=TRAIN.executions_per_trial,
+            help="Fits per trial (averaged).",
+        ),
+        click.option(
+            "--weights",
+            default=TRAIN.weights,
+            help="none | vggface (vggface16) | imagenet (densenet121, online) | path to a weights file.",
+        ),
         click.option("--batch-size", type=click.IntRange(1), default=TRAIN.batch_size, help="Batch size."),
-        click.option("--num-samples", type=click.IntRange(0), default=TRAIN.num_samples,
-                     help="Cap on images per split, balanced over labels (0 = all)."),
+        click.option(
+            "--num-samples",
+            type=click.IntRange(0),
+            default=TRAIN.num_samples,
+            help="Cap on images per split, balanced over labels (0 = all).",
+        ),
         click.option("--seed", type=int, default=TRAIN.seed, help="Seed for data order, augmentation and weights."),
-        click.option("--patience", type=click.IntRange(1), default=TRAIN.patience,
-                     help="Early-stopping patience (epochs without a better val_auc)."),
-        click.option("--augment", type=click.FloatRange(-1, 1), default=TRAIN.augment,
-                     help="Augmentation strength (JPEG re-compression, blur, rescale; 0 = flips only); "
-                          "-1 = searched by the tuner in 0..1."),
-        click.option("--distribute", type=click.Choice(["none", "mirrored"]), default=TRAIN.distribute,
-                     help="mirrored: data-parallel over this machine's GPUs (tf.distribute.MirroredStrategy)."),
+        click.option(
+            "--patience",
+            type=click.IntRange(1),
+            default=TRAIN.patience,
+            help="Early-stopping patience (epochs without a better val_auc).",
+        ),
+        click.option(
+            "--augment",
+            type=click.FloatRange(-1, 1),
+            default=TRAIN.augment,
+            help="Augmentation strength (JPEG re-compression, blur, rescale; 0 = flips only); "
+            "-1 = searched by the tuner in 0..1.",
+        ),
+        click.option(
+            "--distribute",
+            type=click.Choice(["none", "mirrored"]),
+            default=TRAIN.distribute,
+            help="mirrored: data-parallel over this machine's GPUs (tf.distribute.MirroredStrategy).",
+        ),
         click.option("--work-dir", default=TRAIN.work_dir, help="Tuner state and checkpoints (a rerun resumes)."),
-    ]  # fmt: skip
+    ]
     for option in reversed(options):
         function = option(function)
     return function
@@ -152,8 +230,10 @@ def _train_options(function, arch_default: str = TRAIN.arch, arch_help: str = f"
 def _print_results(results) -> None:
     click.echo("architecture   version  role        threshold  test ROC-AUC  accuracy  train img/s  (fake = positive)")
     for r in results:
-        click.echo(f"{r.architecture:<14} {r.version:>7}  {r.role:<10}  {r.threshold:>9.3f}  {r.test['roc_auc']:>12.3f}"
-                   f"  {r.test['accuracy']:>8.3f}  {r.train_images_per_second:>11.1f}")  # fmt: skip
+        click.echo(
+            f"{r.architecture:<14} {r.version:>7}  {r.role:<10}  {r.threshold:>9.3f}  {r.test['roc_auc']:>12.3f}"
+            f"  {r.test['accuracy']:>8.3f}  {r.train_images_per_second:>11.1f}"
+        )
 
 
 @main.command()
@@ -170,8 +250,12 @@ def _tune_options(function):
 
 
 @main.command()
-@click.option("--role", type=click.Choice(["chief", "worker"]), required=True,
-              help="chief: serves the search and trains the best model once; worker: runs trials.")
+@click.option(
+    "--role",
+    type=click.Choice(["chief", "worker"]),
+    required=True,
+    help="chief: serves the search and trains the best model once; worker: runs trials.",
+)
 @click.option("--oracle", default="127.0.0.1:8000", help="HOST:PORT the chief listens on and the workers call.")
 @click.option("--worker-id", default="", help="Worker: a unique name; the same name again resumes its trial.")
 @click.option("--wait", type=click.FloatRange(0), default=300.0, help="Worker: seconds to wait for the chief's run.")
@@ -190,8 +274,12 @@ def tune(role: str, oracle: str, worker_id: str, wait: float, **options) -> None
 @main.command()
 @click.option("--arch", required=True, help="Architecture whose registered model to change, e.g. custom_a.")
 @click.option("--version", required=True, help="Model version number.")
-@click.option("--role", type=click.Choice(["champion", "challenger"]), default="champion",
-              help="champion = alias champion + stage Production; challenger = alias challenger + stage Staging.")
+@click.option(
+    "--role",
+    type=click.Choice(["champion", "challenger"]),
+    default="champion",
+    help="champion = alias champion + stage Production; challenger = alias challenger + stage Staging.",
+)
 def promote(arch: str, version: str, role: str) -> None:
     """Move the champion / challenger alias and stage to a model version by hand."""
     from deepfake_detection import tracking
@@ -202,22 +290,39 @@ def promote(arch: str, version: str, role: str) -> None:
 
 
 @main.command()
-@click.option("--models", default=COMPARE.models,
-              help="'all', a comma list of architectures, or a comma list of models:/ URIs.")
+@click.option(
+    "--models", default=COMPARE.models, help="'all', a comma list of architectures, or a comma list of models:/ URIs."
+)
 @click.option("--alias", default=COMPARE.alias, help="Registered-model alias to load (e.g. champion, challenger).")
 @click.option("--stage", default=COMPARE.stage, help="Stage to load instead of the alias (e.g. Production).")
 @click.option("--data", default=COMPARE.data, help="Prepared dataset folder.")
 @click.option("--n-components", type=click.IntRange(1), default=COMPARE.n_components, help="PCA components.")
-@click.option("--num-samples", type=click.IntRange(0), default=COMPARE.num_samples,
-              help="Cap on images per split, balanced over labels (0 = all).")
+@click.option(
+    "--num-samples",
+    type=click.IntRange(0),
+    default=COMPARE.num_samples,
+    help="Cap on images per split, balanced over labels (0 = all).",
+)
 @click.option("--degree", type=click.IntRange(1), default=COMPARE.degree, help="Polynomial kernel degree.")
 @click.option("--svm-c", type=float, default=COMPARE.svm_c, help="SVM regularisation C.")
-@click.option("--exact-max-samples", type=click.IntRange(1), default=COMPARE.exact_max_samples,
-              help="Above this many training rows only the approximate (Nystroem) kernel runs.")
-@click.option("--skip-missing", type=bool, default=COMPARE.skip_missing,
-              help="Skip models that are not registered (with a warning) instead of failing.")
-@click.option("--robustness", type=bool, default=COMPARE.robustness,
-              help="Also score each model on the test split re-compressed (JPEG 95/75/50), down-scaled 0.5x and blurred.")
+@click.option(
+    "--exact-max-samples",
+    type=click.IntRange(1),
+    default=COMPARE.exact_max_samples,
+    help="Above this many training rows only the approximate (Nystroem) kernel runs.",
+)
+@click.option(
+    "--skip-missing",
+    type=bool,
+    default=COMPARE.skip_missing,
+    help="Skip models that are not registered (with a warning) instead of failing.",
+)
+@click.option(
+    "--robustness",
+    type=bool,
+    default=COMPARE.robustness,
+    help="Also score each model on the test split re-compressed (JPEG 95/75/50), down-scaled 0.5x and blurred.",
+)
 @click.option("--batch-size", type=click.IntRange(1), default=COMPARE.batch_size, help="Embedding batch size.")
 @click.option("--seed", type=int, default=COMPARE.seed, help="Seed for sampling, PCA and k-means.")
 @click.option("--work-dir", default=COMPARE.work_dir, help="Embedding cache and report folder.")
@@ -241,8 +346,10 @@ def _print_table(table) -> None:
             click.echo(pivot.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
-_MODEL_HELP = ("models:/<name>@<alias>, models:/<name>/<stage or version>, runs:/<run_id>/model, "
-               "a local model folder, or an architecture name (its registered model at --alias).")
+_MODEL_HELP = (
+    "models:/<name>@<alias>, models:/<name>/<stage or version>, runs:/<run_id>/model, "
+    "a local model folder, or an architecture name (its registered model at --alias)."
+)
 
 
 @main.command()
@@ -266,8 +373,12 @@ def predict(input_spec: str, model: str, alias: str, output: str, batch_size: in
 @click.option("--model", required=True, help=_MODEL_HELP)
 @click.option("--alias", default="champion", help="Alias used when --model is an architecture name.")
 @click.option("--output", default="outputs/gradcam", help="Folder for the <image>_gradcam.png overlays.")
-@click.option("--target", type=click.Choice(["predicted", "fake", "real"]), default="predicted",
-              help="Class whose evidence the heatmap shows.")
+@click.option(
+    "--target",
+    type=click.Choice(["predicted", "fake", "real"]),
+    default="predicted",
+    help="Class whose evidence the heatmap shows.",
+)
 @click.option("--layer", default="", help="Layer to explain (default: the last convolutional feature map).")
 @click.option("--max-images", type=click.IntRange(0), default=16, help="Explain at most this many files (0 = all).")
 def explain(input_spec: str, model: str, alias: str, output: str, target: str, layer: str, max_images: int) -> None:
@@ -289,8 +400,12 @@ def explain(input_spec: str, model: str, alias: str, output: str, target: str, l
 @click.option("--alias", default="champion", help="Alias used when --model is an architecture name.")
 @click.option("--host", default="127.0.0.1", help="Address to bind; 0.0.0.0 exposes the server to the network.")
 @click.option("--port", type=click.IntRange(1, 65535), default=5001, help="Port.")
-@click.option("--max-request-mb", type=click.FloatRange(0.001), default=64.0,
-              help="Largest total of image bytes per request; larger requests get HTTP 413.")
+@click.option(
+    "--max-request-mb",
+    type=click.FloatRange(0.001),
+    default=64.0,
+    help="Largest total of image bytes per request; larger requests get HTTP 413.",
+)
 def serve(model: str, alias: str, host: str, port: int, max_request_mb: float) -> None:
     """REST scoring server (same API as `mlflow models serve`): POST /invocations → p_fake, label."""
     from deepfake_detection import tracking
@@ -320,17 +435,20 @@ def main_job(data: str, image_size: int, num_images: int, arch: str, epochs: int
         if Path(data, "manifest.csv").exists():
             click.echo(f"using the existing dataset at {data}")
         else:
-            settings = PrepareSettings(source="bench", output=data, image_size=image_size,
-                                       num_images=num_images, seed=seed)  # fmt: skip
+            settings = PrepareSettings(
+                source="bench", output=data, image_size=image_size, num_images=num_images, seed=seed
+            )
             run_prepare(settings)
-        settings = TrainSettings(arch=arch, data=data, image_size=image_size, epochs=epochs,
-                                 max_trials=max_trials, tuner="random", seed=seed)  # fmt: skip
+        settings = TrainSettings(
+            arch=arch, data=data, image_size=image_size, epochs=epochs, max_trials=max_trials, tuner="random", seed=seed
+        )
         _print_results(run_training(settings))
         from deepfake_detection.compare import run_compare
 
         _print_table(run_compare(CompareSettings(models=arch, data=data, seed=seed)))
     click.echo(f"main finished in {time.perf_counter() - started:.0f} s")
-    click.echo(f"runs are in {tracking.tracking_uri()}; look at them with: mlflow ui --backend-store-uri {tracking.tracking_uri()}")
+    uri = tracking.tracking_uri()
+    click.echo(f"runs are in {uri}; look at them with: mlflow ui --backend-store-uri {uri}")
 
 
 __all__ = ["main", "run_prepare"]

@@ -75,8 +75,9 @@ def resolve_models(settings: CompareSettings) -> list[ResolvedModel]:
         label = name.removeprefix("deepfake-")
         resolved.append(ResolvedModel(label, uri, name, str(version.version)))
     if missing and not settings.skip_missing:
-        raise MissingModelError("registered model(s) not found: " + "; ".join(missing) +
-                                ". Train them first, or pass --skip-missing true")  # fmt: skip
+        raise MissingModelError(
+            "registered model(s) not found: " + "; ".join(missing) + ". Train them first, or pass --skip-missing true"
+        )
     for item in missing:
         log.warning("skipping missing model %s", item)
         print(f"warning: skipping missing model {item}")
@@ -88,8 +89,10 @@ def resolve_models(settings: CompareSettings) -> list[ResolvedModel]:
 def _markdown(table: pd.DataFrame) -> str:
     header = "| " + " | ".join(table.columns) + " |"
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    rows = ["| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |"
-            for row in table.itertuples(index=False)]  # fmt: skip
+    rows = [
+        "| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |"
+        for row in table.itertuples(index=False)
+    ]
     return "\n".join([header, rule, *rows]) + "\n"
 
 
@@ -108,8 +111,9 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
     models = resolve_models(settings)
     digest = tracking.dataset_digest_of(settings.data)
     y = {s: (parts[s]["label"] == "fake").to_numpy().astype(int) for s in SPLITS}
-    svm = analysis.SVMSettings(n_components=settings.n_components, degree=settings.degree, C=settings.svm_c,
-                               seed=settings.seed)  # fmt: skip
+    svm = analysis.SVMSettings(
+        n_components=settings.n_components, degree=settings.degree, C=settings.svm_c, seed=settings.seed
+    )
     exact_runs = len(parts["train"]) <= settings.exact_max_samples
 
     rows, curves, pcs, variances, confusions, robust = [], {}, {}, {}, {}, []
@@ -121,19 +125,29 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
             size = detector.config.image_size
             embeddings, heads = {}, {}
             for split in SPLITS:
-                cache = Path(settings.work_dir) / "embeddings" / f"{model.name}-v{model.version}-{digest}-{size}px-" \
+                cache = (
+                    Path(settings.work_dir) / "embeddings" / f"{model.name}-v{model.version}-{digest}-{size}px-"
                     f"{split}-n{settings.num_samples}-s{settings.seed}.npz"
-                embeddings[split], heads[split] = cached_extract(cache, detector.keras_model, settings.data,
-                                                                 parts[split], size, settings.batch_size)  # fmt: skip
+                )
+                embeddings[split], heads[split] = cached_extract(
+                    cache, detector.keras_model, settings.data, parts[split], size, settings.batch_size
+                )
                 mlflow.log_artifact(str(cache), artifact_path=f"embeddings/{model.label}")
             if settings.robustness:
                 from deepfake_detection import robustness
 
                 robust.extend(robustness.evaluate(detector, parts["test"], model.label, settings.batch_size))
             head = evaluation.binary_metrics(y["test"], heads["test"], detector.config.threshold)
-            rows.append({"model": model.label, "version": model.version, "classifier": "cnn_head",
-                         "embedding_dim": embeddings["test"].shape[1], "fit_seconds": float("nan"),
-                         **{k: head[k] for k in TABLE_METRICS}})  # fmt: skip
+            rows.append(
+                {
+                    "model": model.label,
+                    "version": model.version,
+                    "classifier": "cnn_head",
+                    "embedding_dim": embeddings["test"].shape[1],
+                    "fit_seconds": float("nan"),
+                    **{k: head[k] for k in TABLE_METRICS},
+                }
+            )
             curves[f"{model.label} CNN head"] = (y["test"], heads["test"])
             confusions[f"{model.label} CNN head"] = head
             kinds = [("pca_svm", False), ("pca_svm_nystroem", True)] if exact_runs else [("pca_svm_nystroem", True)]
@@ -144,9 +158,16 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
                 threshold = evaluation.choose_threshold(y["valid"], analysis.svm_scores(pipeline, embeddings["valid"]))
                 scores = analysis.svm_scores(pipeline, embeddings["test"])
                 result = evaluation.binary_metrics(y["test"], scores, threshold)
-                rows.append({"model": model.label, "version": model.version, "classifier": kind,
-                             "embedding_dim": embeddings["test"].shape[1], "fit_seconds": seconds,
-                             **{k: result[k] for k in TABLE_METRICS}})  # fmt: skip
+                rows.append(
+                    {
+                        "model": model.label,
+                        "version": model.version,
+                        "classifier": kind,
+                        "embedding_dim": embeddings["test"].shape[1],
+                        "fit_seconds": seconds,
+                        **{k: result[k] for k in TABLE_METRICS},
+                    }
+                )
                 curves[f"{model.label} PCA+SVM{' (Nystroem)' if approximate else ''}"] = (y["test"], scores)
                 if kind == kinds[0][0]:
                     confusions[f"{model.label} PCA+SVM"] = result
@@ -156,7 +177,9 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
                     pcs[model.label] = (components[:, :2], y["test"])
                     ari = analysis.kmeans_ari(components, y["test"], settings.seed)
                     rows[-1]["kmeans_ari"] = ari
-                    mlflow.log_metrics({f"{model.label}_pca_fit_rows": pca.n_samples_, f"{model.label}_kmeans_ari": ari})
+                    mlflow.log_metrics(
+                        {f"{model.label}_pca_fit_rows": pca.n_samples_, f"{model.label}_kmeans_ari": ari}
+                    )
 
         table = pd.DataFrame(rows)
         if "kmeans_ari" not in table:
@@ -181,8 +204,10 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
 
             robust_table = pd.DataFrame(robust)
             robust_table.to_csv(report / "robustness.csv", index=False)
-            (report / "robustness.md").write_text("Test ROC-AUC per perturbation (positive class: fake).\n\n"
-                                                  + _markdown(pivot(robust_table).reset_index()))
+            (report / "robustness.md").write_text(
+                "Test ROC-AUC per perturbation (positive class: fake).\n\n"
+                + _markdown(pivot(robust_table).reset_index())
+            )
             mlflow.log_artifact(str(report / "robustness.csv"), artifact_path="report")
             mlflow.log_artifact(str(report / "robustness.md"), artifact_path="report")
             for row in robust_table.itertuples(index=False):

@@ -37,7 +37,13 @@ def cached_extract(cache: Path, keras_model, root, rows: pd.DataFrame, image_siz
     embedding, p_fake = extract(keras_model, root, rows, image_size, batch_size, desc=cache.stem)
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(".partial.npz")
-    np.savez_compressed(partial, embedding=embedding, p_fake=p_fake, path=rows["path"].to_numpy(dtype=str),
-                        label=rows["label"].to_numpy(dtype=str), target=(rows["label"] == "fake").to_numpy(int))  # fmt: skip
+    np.savez_compressed(
+        partial,
+        embedding=embedding,
+        p_fake=p_fake,
+        path=rows["path"].to_numpy(dtype=str),
+        label=rows["label"].to_numpy(dtype=str),
+        target=(rows["label"] == "fake").to_numpy(int),
+    )
     partial.replace(cache)
     return embedding, p_fake

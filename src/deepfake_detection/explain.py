@@ -42,10 +42,14 @@ def last_conv_layer(model) -> str:
     resolution, stopping at pooling."""
     import keras
 
-    layers = [layer for layer in model.layers
-              if not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4]  # fmt: skip
-    convs = [i for i, layer in enumerate(layers)
-             if isinstance(layer, keras.Model) or "conv" in type(layer).__name__.lower()]  # fmt: skip
+    layers = [
+        layer
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4
+    ]
+    convs = [
+        i for i, layer in enumerate(layers) if isinstance(layer, keras.Model) or "conv" in type(layer).__name__.lower()
+    ]
     if not convs:
         raise ExplainError(f"{model.name} has no convolutional layer with a 4-D output; Grad-CAM needs one")
     spatial = tuple(layers[convs[-1]].output.shape[1:3])
@@ -58,7 +62,6 @@ def last_conv_layer(model) -> str:
     return layers[chosen].name
 
 
-
 def gradcam_model(model, layer_name: str | None = None):
     """A model mapping images to (feature map of ``layer_name``, p_fake); returns it and the layer name."""
     import keras
@@ -67,8 +70,10 @@ def gradcam_model(model, layer_name: str | None = None):
     try:
         layer = model.get_layer(name)
     except ValueError:
-        raise ExplainError(f"{model.name} has no layer {name!r}; layers with 4-D outputs: "
-                           + ", ".join(l.name for l in model.layers if len(l.output.shape) == 4)) from None  # fmt: skip
+        raise ExplainError(
+            f"{model.name} has no layer {name!r}; layers with 4-D outputs: "
+            + ", ".join(other.name for other in model.layers if len(other.output.shape) == 4)
+        ) from None
     if len(layer.output.shape) != 4:
         raise ExplainError(f"layer {name!r} of {model.name} has output shape {layer.output.shape}, not a feature map")
     features = layer.output
@@ -141,8 +146,16 @@ def _safe_stem(path: Path, used: set[str]) -> str:
     return name
 
 
-def run_explain(input_spec: str, model: str, output: str | Path, target: str = "predicted", layer: str = "",
-                max_images: int = 16, alias: str = "champion", batch_size: int = 16) -> list[Explanation]:  # fmt: skip
+def run_explain(
+    input_spec: str,
+    model: str,
+    output: str | Path,
+    target: str = "predicted",
+    layer: str = "",
+    max_images: int = 16,
+    alias: str = "champion",
+    batch_size: int = 16,
+) -> list[Explanation]:
     """Write ``<output>/<stem>_gradcam.png`` for up to ``max_images`` files of ``input_spec``."""
     from PIL import Image, ImageOps
 
@@ -171,8 +184,10 @@ def run_explain(input_spec: str, model: str, output: str | Path, target: str = "
             towards = target if target != "predicted" else label
             path = output / f"{_safe_stem(source, used)}_gradcam.png"
             note = "" if cam.max() > 0 else " (no location supports it)"
-            title = (f"{source.name}: p_fake={p:.3f} → {label} (threshold {threshold:.3f}; fake = positive class)\n"
-                     f"Grad-CAM towards '{towards}' at layer {layer_name}{note}")  # fmt: skip
+            title = (
+                f"{source.name}: p_fake={p:.3f} → {label} (threshold {threshold:.3f}; fake = positive class)\n"
+                f"Grad-CAM towards '{towards}' at layer {layer_name}{note}"
+            )
             overlay_figure(original, cam, title, path)
             results.append(Explanation(str(source), path, float(p), label, towards, layer_name))
         batch.clear()
@@ -193,8 +208,14 @@ def run_explain(input_spec: str, model: str, output: str | Path, target: str = "
         import mlflow
 
         with tracking.run("explain", tags={"step": "explain", "model_uri": uri}):
-            mlflow.log_params({"explain.input": input_spec, "explain.model_uri": uri, "explain.target": target,
-                               "explain.layer": layer_name})  # fmt: skip
+            mlflow.log_params(
+                {
+                    "explain.input": input_spec,
+                    "explain.model_uri": uri,
+                    "explain.target": target,
+                    "explain.layer": layer_name,
+                }
+            )
             for item in results:
                 if item.overlay is not None:
                     mlflow.log_artifact(str(item.overlay), artifact_path="gradcam")

@@ -108,8 +108,14 @@ def predict_files(detector, files: list[Path], uri: str, batch_size: int = 64, p
             yield scored[list(COLUMNS)]
 
 
-def run_predict(input_spec: str, model: str, output: str | Path, batch_size: int = 64,
-                alias: str = "champion", progress: bool = True) -> PredictSummary:  # fmt: skip
+def run_predict(
+    input_spec: str,
+    model: str,
+    output: str | Path,
+    batch_size: int = 64,
+    alias: str = "champion",
+    progress: bool = True,
+) -> PredictSummary:
     """Score every file of ``input_spec`` with ``model``; write ``output`` (CSV) atomically."""
     from deepfake_detection import tracking
     from deepfake_detection.model import load_detector
@@ -131,15 +137,30 @@ def run_predict(input_spec: str, model: str, output: str | Path, batch_size: int
         partial.replace(output)
     finally:
         partial.unlink(missing_ok=True)
-    summary = PredictSummary(output, uri, len(files), counts["fake"], counts["real"], counts[""],
-                             detector.config.threshold, time.perf_counter() - started)  # fmt: skip
+    summary = PredictSummary(
+        output,
+        uri,
+        len(files),
+        counts["fake"],
+        counts["real"],
+        counts[""],
+        detector.config.threshold,
+        time.perf_counter() - started,
+    )
     if os.environ.get("MLFLOW_RUN_ID"):  # inside `mlflow run`: keep the predictions with the run
         with tracking.run("predict", tags={"step": "predict", "model_uri": uri}):
             import mlflow
 
             mlflow.log_params({"predict.input": input_spec, "predict.model_uri": uri, "predict.batch_size": batch_size})
-            mlflow.log_metrics({"images": summary.images, "fake": summary.fake, "real": summary.real,
-                                "errors": summary.errors, "images_per_second": summary.images_per_second})  # fmt: skip
+            mlflow.log_metrics(
+                {
+                    "images": summary.images,
+                    "fake": summary.fake,
+                    "real": summary.real,
+                    "errors": summary.errors,
+                    "images_per_second": summary.images_per_second,
+                }
+            )
             mlflow.log_artifact(str(output))
     return summary
 

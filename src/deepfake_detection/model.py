@@ -80,8 +80,10 @@ def _read_input(model_input: pd.DataFrame) -> tuple[list[bytes | None], list[str
     images = model_input["image"] if "image" in model_input.columns else pd.Series([None] * len(model_input))
     paths = model_input["path"] if "path" in model_input.columns else pd.Series([None] * len(model_input))
     if "image" not in model_input.columns and "path" not in model_input.columns:
-        raise _invalid("model input needs a column 'image' (encoded image bytes) or 'path' (image files); "
-                       f"got columns {list(model_input.columns)}")  # fmt: skip
+        raise _invalid(
+            "model input needs a column 'image' (encoded image bytes) or 'path' (image files); "
+            f"got columns {list(model_input.columns)}"
+        )
     blobs, errors, total, limit = [], [], 0, max_request_bytes()
     for image, path in zip(images.tolist(), paths.tolist()):
         blob, error = None, ""
@@ -89,8 +91,10 @@ def _read_input(model_input: pd.DataFrame) -> tuple[list[bytes | None], list[str
             blob = bytes(image)
         elif isinstance(path, str) and path:
             if _in_server() and os.environ.get("DEEPFAKE_SERVE_ALLOW_PATHS", "") != "1":
-                raise _invalid("the 'path' column is refused by the server (it would read the server's files); "
-                               "send encoded image bytes in 'image', or set DEEPFAKE_SERVE_ALLOW_PATHS=1")  # fmt: skip
+                raise _invalid(
+                    "the 'path' column is refused by the server (it would read the server's files); "
+                    "send encoded image bytes in 'image', or set DEEPFAKE_SERVE_ALLOW_PATHS=1"
+                )
             try:
                 blob = Path(path).read_bytes()
             except OSError as failure:
@@ -99,8 +103,7 @@ def _read_input(model_input: pd.DataFrame) -> tuple[list[bytes | None], list[str
             error = "row has neither image bytes nor a path"
         total += len(blob) if blob else 0
         if total > limit:
-            raise _invalid(f"request too large: more than {limit:,} bytes of images; "
-                           "send fewer images per request")  # fmt: skip
+            raise _invalid(f"request too large: more than {limit:,} bytes of images; send fewer images per request")
         blobs.append(blob)
         errors.append(error)
     return blobs, errors
@@ -137,8 +140,13 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         )
         return np.concatenate([self.keras_model.predict_on_batch(x) for x in dataset]).reshape(-1).astype(np.float64)
 
-    def predict_blobs(self, blobs: list[bytes | None], errors: list[str] | None = None,
-                      batch_size: int = 64, workers: int | None = None) -> pd.DataFrame:  # fmt: skip
+    def predict_blobs(
+        self,
+        blobs: list[bytes | None],
+        errors: list[str] | None = None,
+        batch_size: int = 64,
+        workers: int | None = None,
+    ) -> pd.DataFrame:
         """Score encoded images; a row that cannot be decoded gets ``p_fake`` NaN, no label and its ``error``."""
         errors = list(errors) if errors is not None else [""] * len(blobs)
 
@@ -194,8 +202,13 @@ def log_detector(keras_model, config: DetectorConfig, example_image: bytes, work
         code_paths=[str(Path(deepfake_detection.__file__).parent)],
         signature=signature(),
         input_example=pd.DataFrame({"image": [example_image]}),
-        metadata={"positive_class": "fake", "class_names": list(config.class_names), "threshold": config.threshold,
-                  "image_size": config.image_size, "architecture": config.architecture},  # fmt: skip
+        metadata={
+            "positive_class": "fake",
+            "class_names": list(config.class_names),
+            "threshold": config.threshold,
+            "image_size": config.image_size,
+            "architecture": config.architecture,
+        },
     )
 
 
@@ -216,8 +229,10 @@ def load_pyfunc(model_uri: str):
     except (MlflowException, AttributeError, ValueError):
         detector = None
     if not isinstance(detector, DeepfakeDetector):
-        raise MissingModelError(f"{model_uri} is not a deepfake detector (an MLflow model logged by "
-                                f"`deepfake-detection train`); its flavors: {', '.join(model.metadata.flavors)}")  # fmt: skip
+        raise MissingModelError(
+            f"{model_uri} is not a deepfake detector (an MLflow model logged by "
+            f"`deepfake-detection train`); its flavors: {', '.join(model.metadata.flavors)}"
+        )
     return model
 
 

@@ -6,9 +6,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn import metrics as skm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn import metrics as skm
 
 POSITIVE = "fake (positive, 1)"
 
@@ -44,8 +44,15 @@ def _draw_confusion(axis, m: dict, title: str, fontsize: int = 12) -> None:
     for (row, column), value in np.ndenumerate(matrix):
         colour = "white" if value > matrix.max() / 2 else "black"
         axis.text(column, row, str(value), ha="center", va="center", color=colour, fontsize=fontsize)
-    axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["real (0)", "fake (1)"], yticklabels=["real (0)", "fake (1)"],
-             xlabel="predicted", ylabel="true", title=title)  # fmt: skip
+    axis.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["real (0)", "fake (1)"],
+        yticklabels=["real (0)", "fake (1)"],
+        xlabel="predicted",
+        ylabel="true",
+        title=title,
+    )
 
 
 def confusion_figure(tn: int, fp: int, fn: int, tp: int, title: str = "Confusion matrix"):
@@ -76,8 +83,12 @@ def explained_variance_figure(curves: dict[str, np.ndarray]):
     figure, axis = plt.subplots(figsize=(6, 4))
     for name, cumulative in curves.items():
         axis.plot(range(1, len(cumulative) + 1), cumulative, marker=".", label=name)
-    axis.set(xlabel="principal components", ylabel="cumulative explained variance", ylim=(0, 1.02),
-             title="PCA on train embeddings")  # fmt: skip
+    axis.set(
+        xlabel="principal components",
+        ylabel="cumulative explained variance",
+        ylim=(0, 1.02),
+        title="PCA on train embeddings",
+    )
     axis.legend(fontsize=8)
     figure.tight_layout()
     return figure

@@ -8,8 +8,8 @@ encoded again and then goes through the model's usual decode and resize, as an u
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -72,8 +72,15 @@ def evaluate(detector, rows: pd.DataFrame, label: str, batch_size: int = 64) -> 
     for name in tqdm(PERTURBATIONS, desc=f"robustness {label}", unit="perturbation"):
         p_fake = detector.predict_encoded([perturb(blob, name) for blob in originals], batch_size)
         metrics = binary_metrics(y, p_fake, detector.config.threshold)
-        results.append({"model": label, "perturbation": name, "roc_auc": metrics["roc_auc"],
-                        "accuracy": metrics["accuracy"], "mean_p_fake": float(np.mean(p_fake))})  # fmt: skip
+        results.append(
+            {
+                "model": label,
+                "perturbation": name,
+                "roc_auc": metrics["roc_auc"],
+                "accuracy": metrics["accuracy"],
+                "mean_p_fake": float(np.mean(p_fake)),
+            }
+        )
     return results
 
 

@@ -36,16 +36,22 @@ def build_app(model_uri: str, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
         if request.method == "POST" and length is None and request.url.path == "/invocations":
             return JSONResponse({"error_code": "LENGTH_REQUIRED", "message": "send a Content-Length header"}, 411)
         if length is not None and (not length.isdigit() or int(length) > body_limit):
-            return JSONResponse({"error_code": "REQUEST_TOO_LARGE",
-                                 "message": f"request body of {length} bytes is over the limit of {body_limit:,}; "
-                                            "send fewer or smaller images per request"}, 413)  # fmt: skip
+            return JSONResponse(
+                {
+                    "error_code": "REQUEST_TOO_LARGE",
+                    "message": f"request body of {length} bytes is over the limit of {body_limit:,}; "
+                    "send fewer or smaller images per request",
+                },
+                413,
+            )
         return await call_next(request)
 
     return app
 
 
-def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5001,
-          max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:  # fmt: skip
+def serve(
+    model_uri: str, host: str = "127.0.0.1", port: int = 5001, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+) -> None:
     import uvicorn
 
     uvicorn.run(build_app(model_uri, max_request_bytes), host=host, port=port, log_level="info")

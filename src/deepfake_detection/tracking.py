@@ -10,8 +10,8 @@ import contextlib
 import os
 import socket
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from deepfake_detection.errors import TrackingError
 
@@ -81,9 +81,7 @@ def run(name: str, experiment: str = EXPERIMENT_NAME, tags: dict | None = None) 
     tags = {**(tags or {}), "host": socket.gethostname(), "pid": str(os.getpid())}  # for finding orphans
     parent = mlflow.active_run()
     if parent is not None:
-        with mlflow.start_run(
-            run_name=name, nested=True, tags=tags, experiment_id=parent.info.experiment_id
-        ) as active:
+        with mlflow.start_run(run_name=name, nested=True, tags=tags, experiment_id=parent.info.experiment_id) as active:
             yield active
         return
     if os.environ.get("MLFLOW_RUN_ID"):
@@ -114,8 +112,11 @@ def fail_orphans(experiment_id: str) -> list[str]:
     client = MlflowClient()
     running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=5000)
     host = socket.gethostname()
-    dead = {r.info.run_id for r in running
-            if r.data.tags.get("host") == host and "pid" in r.data.tags and not _alive(r.data.tags["pid"])}  # fmt: skip
+    dead = {
+        r.info.run_id
+        for r in running
+        if r.data.tags.get("host") == host and "pid" in r.data.tags and not _alive(r.data.tags["pid"])
+    }
     children: dict[str, list[str]] = {}
     for r in running:
         children.setdefault(r.data.tags.get("mlflow.parentRunId", ""), []).append(r.info.run_id)
@@ -186,8 +187,9 @@ def git_commit() -> str:
     import subprocess
 
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).resolve().parent)  # fmt: skip
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     return result.stdout.strip() if result.returncode == 0 else ""
@@ -211,10 +213,16 @@ def register(model_uri: str, architecture: str, metrics: dict, dataset_digest: s
     client = MlflowClient()
     name = registered_name(architecture)
     version = mlflow.register_model(
-        model_uri, name,
-        tags={"architecture": architecture, "dataset_digest": dataset_digest, "positive_class": "fake",
-              "test_roc_auc": f"{metrics['roc_auc']:.6f}", "run_id": run_id},
-    )  # fmt: skip
+        model_uri,
+        name,
+        tags={
+            "architecture": architecture,
+            "dataset_digest": dataset_digest,
+            "positive_class": "fake",
+            "test_roc_auc": f"{metrics['roc_auc']:.6f}",
+            "run_id": run_id,
+        },
+    )
     try:
         champion = _elect(client, architecture, dataset_digest)
     except BaseException:
@@ -230,9 +238,10 @@ def _elect(client, architecture: str, dataset_digest: str, rounds: int = 20) -> 
     The state is a function of the set of versions alone: champion = best test ROC-AUC
     (earliest on a tie) among the versions on the champion's dataset digest, from the last
     one promoted by hand on; challenger = the newest version after the champion. Each process
-    ends with a read confirming that state for every version it sees; a version created after that read belongs to a process that reads (and
-    corrects) later, and both compute the same state from the same versions. So concurrent
-    registrations converge, without a lock the registry does not offer.
+    ends with a read confirming that state for every version it sees; a version created after
+    that read belongs to a process that reads (and corrects) later, and both compute the same
+    state from the same versions. So concurrent registrations converge, without a lock the
+    registry does not offer.
     """
     import random
     import time
@@ -248,9 +257,13 @@ def _elect(client, architecture: str, dataset_digest: str, rounds: int = 20) -> 
         everything = {str(v.version): v for v in client.search_model_versions(f"name='{name}'", max_results=10000)}
         champion = everything.get(aliases.get(CHAMPION, ""))
         digest = champion.tags.get("dataset_digest") if champion is not None else dataset_digest
-        comparable = [v for v in everything.values()
-                      if v.tags.get("dataset_digest") == digest and "test_roc_auc" in v.tags
-                      and (str(v.version) == picked or int(v.version) > among)]  # fmt: skip
+        comparable = [
+            v
+            for v in everything.values()
+            if v.tags.get("dataset_digest") == digest
+            and "test_roc_auc" in v.tags
+            and (str(v.version) == picked or int(v.version) > among)
+        ]
         if champion is not None:
             comparable.append(champion)  # may be unscored: promoted by hand
         best = max(comparable, key=lambda v: (float(v.tags.get("test_roc_auc", "-inf")), -int(v.version)))
@@ -309,8 +322,13 @@ def log_dataset_input(root: str, parts: dict, digest: str) -> None:
     rows = pd.concat(parts.values(), ignore_index=True).drop(columns=["file"], errors="ignore")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(rows, source=LocalArtifactDatasetSource(str(Path(root).resolve())),
-                                          targets="target", name=Path(root).name, digest=digest)  # fmt: skip
+        dataset = mlflow.data.from_pandas(
+            rows,
+            source=LocalArtifactDatasetSource(str(Path(root).resolve())),
+            targets="target",
+            name=Path(root).name,
+            digest=digest,
+        )
         mlflow.log_input(dataset, context="training")
 
 

@@ -68,8 +68,16 @@ def _searcher(name: str, settings: TrainSettings, parts: dict, digest: str):
         keras.utils.set_random_seed(settings.seed)
 
     def data(split, augment=None, shuffle=False):
-        return make_dataset(settings.data, split, settings.image_size, settings.batch_size, augment=augment,
-                            shuffle=shuffle, seed=settings.seed, manifest=parts[split])  # fmt: skip
+        return make_dataset(
+            settings.data,
+            split,
+            settings.image_size,
+            settings.batch_size,
+            augment=augment,
+            shuffle=shuffle,
+            seed=settings.seed,
+            manifest=parts[split],
+        )
 
     def train_data(strength):
         return data("train", Augment(strength=strength), shuffle=True)
@@ -87,14 +95,32 @@ def _run_dir(name: str, settings: TrainSettings, digest: str) -> Path:
     return Path(settings.work_dir) / f"{name}-{digest}-{settings.image_size}px-seed{settings.seed}{augment_tag}"
 
 
-def _tuner(settings: TrainSettings, architecture, train_data, fixed, run_dir: Path, tags: dict,
-           strategy, parent_run_id: str | None = None):  # fmt: skip
+def _tuner(
+    settings: TrainSettings,
+    architecture,
+    train_data,
+    fixed,
+    run_dir: Path,
+    tags: dict,
+    strategy,
+    parent_run_id: str | None = None,
+):
     from deepfake_detection import tuning
 
-    return tuning.make_tuner(settings.tuner, tuning.AugmentedHyperModel(architecture, train_data),
-                             run_dir / "tuner", "search", settings.max_trials, settings.epochs,
-                             settings.executions_per_trial, settings.seed, tags, fixed, parent_run_id,
-                             strategy)  # fmt: skip
+    return tuning.make_tuner(
+        settings.tuner,
+        tuning.AugmentedHyperModel(architecture, train_data),
+        run_dir / "tuner",
+        "search",
+        settings.max_trials,
+        settings.epochs,
+        settings.executions_per_trial,
+        settings.seed,
+        tags,
+        fixed,
+        parent_run_id,
+        strategy,
+    )
 
 
 DISTRIBUTE = ("none", "mirrored")
@@ -153,8 +179,9 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
         mlflow.keras.MlflowCallback(),
     ]
     started = time.perf_counter()
-    history = model.fit(train_data(best.get("augment")), validation_data=valid, epochs=settings.epochs,
-                        callbacks=callbacks, verbose=0)  # fmt: skip
+    history = model.fit(
+        train_data(best.get("augment")), validation_data=valid, epochs=settings.epochs, callbacks=callbacks, verbose=0
+    )
     seconds = time.perf_counter() - started
     epochs_run = len(history.history.get("loss", []))
     images_per_second = len(parts["train"]) * epochs_run / seconds
@@ -165,34 +192,49 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
     threshold = evaluation.choose_threshold(y_valid, p_valid)
     valid_metrics = evaluation.binary_metrics(y_valid, p_valid, threshold)
     test_metrics = evaluation.binary_metrics(y_test, p_test, threshold)
-    mlflow.log_metrics({"threshold": threshold, "train_images_per_second": images_per_second,
-                        "train_seconds": seconds, "epochs_run": epochs_run,
-                        **{f"valid_{k}": v for k, v in valid_metrics.items()},
-                        **{f"test_{k}": v for k, v in test_metrics.items()}})  # fmt: skip
+    mlflow.log_metrics(
+        {
+            "threshold": threshold,
+            "train_images_per_second": images_per_second,
+            "train_seconds": seconds,
+            "epochs_run": epochs_run,
+            **{f"valid_{k}": v for k, v in valid_metrics.items()},
+            **{f"test_{k}": v for k, v in test_metrics.items()},
+        }
+    )
     for column in ("generator", "source", "level"):
         groups = evaluation.per_group_roc_auc(parts["test"], p_test, column)
         if len(groups) > 1 or (column == "source" and groups):
             mlflow.log_metrics({f"test_roc_auc_{column}_{group}": auc for group, auc in groups.items()})
 
-    _log_figure(plots.roc_figure({f"{name} test": (y_test, p_test), f"{name} valid": (y_valid, p_valid)}),
-                "roc.png")  # fmt: skip
+    _log_figure(plots.roc_figure({f"{name} test": (y_test, p_test), f"{name} valid": (y_valid, p_valid)}), "roc.png")
     _log_figure(plots.pr_figure(y_test, p_test), "precision_recall.png")
-    _log_figure(plots.confusion_figure(test_metrics["tn"], test_metrics["fp"], test_metrics["fn"], test_metrics["tp"],
-                                       title=f"{name} test @ threshold {threshold:.3f}"), "confusion_matrix.png")
+    _log_figure(
+        plots.confusion_figure(
+            test_metrics["tn"],
+            test_metrics["fp"],
+            test_metrics["fn"],
+            test_metrics["tp"],
+            title=f"{name} test @ threshold {threshold:.3f}",
+        ),
+        "confusion_matrix.png",
+    )
     _log_figure(plots.training_curves_figure(history.history, title=f"{name} final fit"), "training_curves.png")
     predictions = parts["test"][["path", "label", "source", "generator"]].assign(p_fake=p_test, threshold=threshold)
     predictions = predictions.assign(predicted=np.where(p_test >= threshold, "fake", "real"))
     mlflow.log_table(predictions, "predictions/test.json")
 
     example = (Path(settings.data) / parts["test"]["path"].iloc[0]).read_bytes()
-    config = DetectorConfig(architecture=name, image_size=settings.image_size, threshold=threshold,
-                            dataset_digest=digest)  # fmt: skip
+    config = DetectorConfig(
+        architecture=name, image_size=settings.image_size, threshold=threshold, dataset_digest=digest
+    )
     info = log_detector(model, config, example, run_dir / "model")
     run_id = mlflow.active_run().info.run_id
     version, role = tracking.register(info.model_uri, name, test_metrics, digest, run_id)
     mlflow.set_tags({"registered_model": tracking.registered_name(name), "model_version": version, "role": role})
-    return ArchitectureResult(name, run_id, info.model_uri, version, role, threshold, test_metrics,
-                              images_per_second, dict(best.values))  # fmt: skip
+    return ArchitectureResult(
+        name, run_id, info.model_uri, version, role, threshold, test_metrics, images_per_second, dict(best.values)
+    )
 
 
 class _ResumableFit(keras.callbacks.BackupAndRestore):
@@ -221,7 +263,9 @@ def _check_settings(settings: TrainSettings) -> list[str]:
     return names
 
 
-def run_training(settings: TrainSettings, run_name: str = "train", tags: dict | None = None) -> list[ArchitectureResult]:
+def run_training(
+    settings: TrainSettings, run_name: str = "train", tags: dict | None = None
+) -> list[ArchitectureResult]:
     """The whole ``train`` entry point: checks first, then one child run per architecture."""
     import mlflow
 
@@ -233,13 +277,19 @@ def run_training(settings: TrainSettings, run_name: str = "train", tags: dict | 
     digest = tracking.dataset_digest_of(settings.data)
     settings = replace(settings, data=str(Path(settings.data)))
     results = []
-    common_tags = {"dataset_digest": digest, "git_commit": tracking.git_commit(), "positive_class": "fake", **(tags or {})}
+    common_tags = {
+        "dataset_digest": digest,
+        "git_commit": tracking.git_commit(),
+        "positive_class": "fake",
+        **(tags or {}),
+    }
     with tracking.run(run_name, experiment=settings.experiment, tags={**common_tags, "step": run_name}):
         mlflow.log_params({f"train.{k}": v for k, v in asdict(settings).items()})
         tracking.log_dataset_input(settings.data, parts, digest)
         for name in names:
-            with tracking.run(f"train-{name}", tags={**common_tags, "step": "train-architecture",
-                                                     "architecture": name}):  # fmt: skip
+            with tracking.run(
+                f"train-{name}", tags={**common_tags, "step": "train-architecture", "architecture": name}
+            ):
                 mlflow.log_params({k: v for k, v in asdict(settings).items() if k != "arch"} | {"architecture": name})
                 tracking.log_dataset_input(settings.data, parts, digest)
                 results.append(train_architecture(name, settings, parts, digest))
@@ -250,8 +300,9 @@ def run_training(settings: TrainSettings, run_name: str = "train", tags: dict | 
 ROLES = ("chief", "worker")
 
 
-def run_tuning(settings: TrainSettings, role: str, oracle: str, worker_id: str = "",
-               wait_seconds: float = 300.0) -> ArchitectureResult | None:  # fmt: skip
+def run_tuning(
+    settings: TrainSettings, role: str, oracle: str, worker_id: str = "", wait_seconds: float = 300.0
+) -> ArchitectureResult | None:
     """One process of a distributed search, in keras-tuner's chief/worker mode over gRPC.
 
     The chief serves the oracle (which hands out trials), waits until the workers have run
@@ -274,8 +325,10 @@ def run_tuning(settings: TrainSettings, role: str, oracle: str, worker_id: str =
     if not host or not port.isdigit():
         raise TuningError(f"--oracle must be HOST:PORT, got {oracle!r}")
     if role == "worker" and (not worker_id or "chief" in worker_id):
-        raise TuningError("a worker needs --worker-id, unique among the workers and without the word 'chief' "
-                          "(the same id again resumes that worker's unfinished trial)")  # fmt: skip
+        raise TuningError(
+            "a worker needs --worker-id, unique among the workers and without the word 'chief' "
+            "(the same id again resumes that worker's unfinished trial)"
+        )
     if role == "chief":
         _check_listen(host, int(port))
     tracking.configure()
@@ -284,19 +337,33 @@ def run_tuning(settings: TrainSettings, role: str, oracle: str, worker_id: str =
     settings = replace(settings, data=str(Path(settings.data)))
     study = _run_dir(names[0], settings, digest).name
     # keras-tuner reads its role from the environment; set only while this search runs.
-    role_environ = _environ(KERASTUNER_TUNER_ID="chief" if role == "chief" else worker_id,
-                            KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port)  # fmt: skip
+    role_environ = _environ(
+        KERASTUNER_TUNER_ID="chief" if role == "chief" else worker_id,
+        KERASTUNER_ORACLE_IP=host,
+        KERASTUNER_ORACLE_PORT=port,
+    )
     if role == "chief":  # run_training builds the search, which serves the oracle, then the final fit
         with role_environ:
             (result,) = run_training(settings, run_name="tune", tags={"study": study, "oracle": oracle})
         return result
     architecture, data, train_data, fixed, run_dir, tags = _searcher(names[0], settings, parts, digest)
     # Under `mlflow run` the worker's own run stays empty: its trials go under the chief's.
-    with role_environ, _environ(MLFLOW_RUN_ID=None), _exclusive(run_dir / "tuner" / "search" / f"{worker_id}.lock",
-                                                                worker_id):  # fmt: skip
+    with (
+        role_environ,
+        _environ(MLFLOW_RUN_ID=None),
+        _exclusive(run_dir / "tuner" / "search" / f"{worker_id}.lock", worker_id),
+    ):
         parent = _chief_run(settings.experiment, study, wait_seconds)
-        tuner = _tuner(settings, architecture, train_data, fixed, run_dir, {**tags, "study": study},
-                       distribution_strategy(settings.distribute), parent)  # fmt: skip
+        tuner = _tuner(
+            settings,
+            architecture,
+            train_data,
+            fixed,
+            run_dir,
+            {**tags, "study": study},
+            distribution_strategy(settings.distribute),
+            parent,
+        )
         log.info("tuning worker %s: trials go under run %s", worker_id, parent)
         tuner.search(validation_data=data("valid"), epochs=settings.epochs, verbose=0)
     return None
@@ -337,8 +404,10 @@ def _exclusive(lock: Path, worker_id: str):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise TuningError(f"worker id {worker_id!r} is taken by a running worker of this search ({lock}); "
-                              "give each worker its own --worker-id") from None  # fmt: skip
+            raise TuningError(
+                f"worker id {worker_id!r} is taken by a running worker of this search ({lock}); "
+                "give each worker its own --worker-id"
+            ) from None
         yield
 
 
@@ -365,12 +434,20 @@ def _chief_run(experiment: str, study: str, wait_seconds: float) -> str:
     while True:
         found = mlflow.get_experiment_by_name(experiment)
         if found is not None:
-            runs = mlflow.search_runs([found.experiment_id], output_format="list", max_results=1, filter_string=(
-                f"tags.study = '{study}' and tags.step = 'train-architecture' and attributes.status = 'RUNNING'"))  # fmt: skip
+            runs = mlflow.search_runs(
+                [found.experiment_id],
+                output_format="list",
+                max_results=1,
+                filter_string=(
+                    f"tags.study = '{study}' and tags.step = 'train-architecture' and attributes.status = 'RUNNING'"
+                ),
+            )
             if runs:
                 return runs[0].info.run_id
         if time.monotonic() > deadline:
-            raise TuningError(f"no chief is running the search {study!r} in experiment {experiment!r} at "
-                              f"{tracking.tracking_uri()} after {wait_seconds:.0f} s: start the chief first, "
-                              "with the same --arch, --data, --image-size, --seed and --augment")  # fmt: skip
+            raise TuningError(
+                f"no chief is running the search {study!r} in experiment {experiment!r} at "
+                f"{tracking.tracking_uri()} after {wait_seconds:.0f} s: start the chief first, "
+                "with the same --arch, --data, --image-size, --seed and --augment"
+            )
         time.sleep(1.0)

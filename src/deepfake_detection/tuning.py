@@ -10,8 +10,8 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import keras_tuner as kt
 import mlflow
@@ -35,8 +35,9 @@ def _tracked(base: type[kt.Tuner]) -> type[kt.Tuner]:
         restarted after a crash) goes on in the run of its first attempt: one run per trial.
         """
 
-        def __init__(self, *args, run_prefix: str = "trial", tags: dict | None = None,
-                     parent_run_id: str | None = None, **kwargs):  # fmt: skip
+        def __init__(
+            self, *args, run_prefix: str = "trial", tags: dict | None = None, parent_run_id: str | None = None, **kwargs
+        ):
             super().__init__(*args, **kwargs)
             self.run_prefix = run_prefix
             self.run_tags = tags or {}
@@ -49,11 +50,23 @@ def _tracked(base: type[kt.Tuner]) -> type[kt.Tuner]:
                 experiment_id = active.info.experiment_id
             else:
                 experiment_id = mlflow.get_run(parent_id).info.experiment_id if parent_id else None
-            tags = {**self.run_tags, "step": "trial", "trial_id": trial.trial_id, "tuner_id": self.tuner_id,
-                    "host": socket.gethostname(), "pid": str(os.getpid())}  # fmt: skip
+            tags = {
+                **self.run_tags,
+                "step": "trial",
+                "trial_id": trial.trial_id,
+                "tuner_id": self.tuner_id,
+                "host": socket.gethostname(),
+                "pid": str(os.getpid()),
+            }
             earlier = _trial_run_id(experiment_id, parent_id, trial.trial_id) if parent_id else None
-            with mlflow.start_run(run_id=earlier, run_name=f"{self.run_prefix}-{trial.trial_id}", nested=True,
-                                  parent_run_id=parent_id, experiment_id=experiment_id, tags=tags):  # fmt: skip
+            with mlflow.start_run(
+                run_id=earlier,
+                run_name=f"{self.run_prefix}-{trial.trial_id}",
+                nested=True,
+                parent_run_id=parent_id,
+                experiment_id=experiment_id,
+                tags=tags,
+            ):
                 if earlier:
                     mlflow.set_tags(tags)
                 mlflow.log_params({f"hp.{k}": v for k, v in trial.hyperparameters.values.items()})
@@ -73,8 +86,12 @@ def _tracked(base: type[kt.Tuner]) -> type[kt.Tuner]:
 
 
 def _trial_run_id(experiment_id: str, parent_id: str, trial_id: str) -> str | None:
-    runs = mlflow.search_runs([experiment_id], output_format="list", max_results=1,
-                              filter_string=f"tags.mlflow.parentRunId = '{parent_id}' and tags.trial_id = '{trial_id}'")  # fmt: skip
+    runs = mlflow.search_runs(
+        [experiment_id],
+        output_format="list",
+        max_results=1,
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}' and tags.trial_id = '{trial_id}'",
+    )
     return runs[0].info.run_id if runs else None
 
 
@@ -99,7 +116,7 @@ def serve_oracle(oracle, poll_seconds: float = 0.5) -> None:
     class Servicer(oracle_chief.OracleServicer):
         error: Exception | None = None
 
-        def EndTrial(self, request, context):  # noqa: N802 (gRPC's name)
+        def EndTrial(self, request, context):
             try:
                 return super().EndTrial(request, context)
             except Exception as error:  # e.g. too many failed trials: the search is over
@@ -173,12 +190,21 @@ def make_tuner(
     """A keras-tuner tuner of ``kind`` whose trials are logged to MLflow; resumes from disk.
     ``fixed`` holds hyperparameters pinned to one value (the rest are searched)."""
     common = dict(
-        hypermodel=hypermodel, objective=OBJECTIVE, directory=str(directory), project_name=project_name,
-        hyperparameters=fixed, tune_new_entries=True,
-        overwrite=False, seed=seed, run_prefix=f"{hypermodel.name}-trial", tags=tags, parent_run_id=parent_run_id,
-        executions_per_trial=executions_per_trial, max_consecutive_failed_trials=1,
+        hypermodel=hypermodel,
+        objective=OBJECTIVE,
+        directory=str(directory),
+        project_name=project_name,
+        hyperparameters=fixed,
+        tune_new_entries=True,
+        overwrite=False,
+        seed=seed,
+        run_prefix=f"{hypermodel.name}-trial",
+        tags=tags,
+        parent_run_id=parent_run_id,
+        executions_per_trial=executions_per_trial,
+        max_consecutive_failed_trials=1,
         distribution_strategy=distribution_strategy,
-    )  # fmt: skip
+    )
     if kind == "random":
         return _tracked(kt.RandomSearch)(max_trials=max_trials, **common)
     if kind == "bayesian":

@@ -86,8 +86,9 @@ class DenseNet121(Architecture):
             try:
                 return super().build(hp)
             except Exception as error:  # typically no internet: say so plainly
-                raise WeightsError(f"densenet121: cannot get the ImageNet weights ({error}); "
-                                   "pass a local weights file with --weights") from None  # fmt: skip
+                raise WeightsError(
+                    f"densenet121: cannot get the ImageNet weights ({error}); pass a local weights file with --weights"
+                ) from None
         return super().build(hp)
 
     def load_pretrained(self, model):
@@ -162,8 +163,10 @@ def srm_kernels() -> np.ndarray:
     each applied to every colour channel: ``5 x 5 x 3 x 9``."""
     first = np.zeros((5, 5))
     first[2, 1:4] = [1, -2, 1]
-    second = np.array([[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2],
-                       [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]]) / 12.0  # fmt: skip
+    second = (
+        np.array([[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]])
+        / 12.0
+    )
     third = np.zeros((5, 5))
     third[1:4, 1:4] = [[-1, 2, -1], [2, -4, 2], [-1, 2, -1]]
     third /= 4.0
@@ -186,8 +189,15 @@ class CustomC(Architecture):
     def backbone(self, x, hp):
         width = hp.Choice("width", [16, 32, 48], default=32)
         depth = hp.Int("depth", 3, 4, default=3)
-        x = layers.Conv2D(9, 5, padding="same", use_bias=False, trainable=False, name="srm_highpass",
-                          kernel_initializer=keras.initializers.Constant(srm_kernels()))(x)  # fmt: skip
+        x = layers.Conv2D(
+            9,
+            5,
+            padding="same",
+            use_bias=False,
+            trainable=False,
+            name="srm_highpass",
+            kernel_initializer=keras.initializers.Constant(srm_kernels()),
+        )(x)
         x = ClipResidual(name="residual_clip")(x)
         x = layers.Conv2D(width, 3, padding="same", activation="relu", name="res_conv0")(x)
         for level in range(depth):
@@ -282,8 +292,8 @@ def parse_architectures(text: str) -> list[str]:
     names = list(ARCHITECTURES) if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in ARCHITECTURES]
     if unknown or not names:
-        raise DeepfakeError(f"unknown architecture(s) {', '.join(unknown) or repr(text)}; "
-                           f"choose 'all' or from {', '.join(ARCHITECTURES)}")  # fmt: skip
+        raise DeepfakeError(
+            f"unknown architecture(s) {', '.join(unknown) or repr(text)}; "
+            f"choose 'all' or from {', '.join(ARCHITECTURES)}"
+        )
     return names
-
-

@@ -19,8 +19,8 @@ real photos in the wild go through, and it hides part of the generator's fingerp
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageFilter

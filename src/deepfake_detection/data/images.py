@@ -65,8 +65,7 @@ def check_image(data: bytes, max_pixels: int = MAX_PIXELS) -> CheckedImage:
             width, height = picture.size
             if width * height > max_pixels:
                 raise BadImage(
-                    f"{width}x{height} pixels is over the limit of {max_pixels:,} "
-                    "(possible decompression bomb)"
+                    f"{width}x{height} pixels is over the limit of {max_pixels:,} (possible decompression bomb)"
                 )
             picture.load()
     except BadImage:

@@ -75,8 +75,9 @@ def sample(manifest: pd.DataFrame, num_samples: int, seed: int) -> pd.DataFrame:
     return pd.concat(parts).sort_index().reset_index(drop=True)
 
 
-def load_splits(root: Path | str, num_samples: int = 0, seed: int = 42,
-                splits: tuple[str, ...] = ("train", "valid", "test")) -> dict[str, pd.DataFrame]:
+def load_splits(
+    root: Path | str, num_samples: int = 0, seed: int = 42, splits: tuple[str, ...] = ("train", "valid", "test")
+) -> dict[str, pd.DataFrame]:
     """The rows of each split (capped by ``num_samples``), after checking every split has both classes."""
     manifest = load_manifest(root)
     parts = {}
@@ -84,8 +85,10 @@ def load_splits(root: Path | str, num_samples: int = 0, seed: int = 42,
         rows = manifest[manifest["split"] == split].reset_index(drop=True)
         missing = set(LABELS) - set(rows["label"])
         if missing:
-            raise DatasetError(f"{root}: split {split!r} has no {' and no '.join(sorted(missing))} images; "
-                               f"both classes are needed in {', '.join(splits)}")  # fmt: skip
+            raise DatasetError(
+                f"{root}: split {split!r} has no {' and no '.join(sorted(missing))} images; "
+                f"both classes are needed in {', '.join(splits)}"
+            )
         parts[split] = sample(rows, num_samples, seed)
     return parts
 

@@ -27,9 +27,19 @@ MANIFEST = "manifest.csv"
 REJECTED = "rejected.csv"
 SUMMARY = "dataset.json"
 MANIFEST_COLUMNS = (
-    "path", "split", "label", "target", "source", "sha256", "width", "height",
-    "level", "generator", "photo", "original",
-)  # fmt: skip
+    "path",
+    "split",
+    "label",
+    "target",
+    "source",
+    "sha256",
+    "width",
+    "height",
+    "level",
+    "generator",
+    "photo",
+    "original",
+)
 CIPLAB_VIEW = "test_ciplab"
 LINK_MODES = ("auto", "hardlink", "symlink", "copy")
 
@@ -120,8 +130,11 @@ def check_entries(entries: list[Entry], progress: bool = True, workers: int | No
 
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     with ThreadPoolExecutor(workers) as pool:
-        return list(tqdm(pool.map(_check, entries), total=len(entries), desc="checking images",
-                         unit="img", disable=not progress))  # fmt: skip
+        return list(
+            tqdm(
+                pool.map(_check, entries), total=len(entries), desc="checking images", unit="img", disable=not progress
+            )
+        )
 
 
 def drop_duplicates(checked: list[_Checked]) -> tuple[list[_Checked], list[tuple[str, str]], int, int]:
@@ -141,7 +154,9 @@ def drop_duplicates(checked: list[_Checked]) -> tuple[list[_Checked], list[tuple
             kept.append(item)
             continue
         if len({g.entry.label for g in group}) > 1:
-            rejected.append((item.entry.origin, f"identical bytes are labelled both real and fake ({item.sha256[:12]})"))
+            rejected.append(
+                (item.entry.origin, f"identical bytes are labelled both real and fake ({item.sha256[:12]})")
+            )
             continue
         first = min(group, key=lambda g: rank.get(g.entry.split, 9))
         if item is first:
@@ -263,13 +278,22 @@ def write_dataset(
                 normalised += 1
             linked += _place(item, staging / folder / name, link_mode)
             sha256 = item.sha256 if image.normalised is None else hashlib.sha256(image.normalised).hexdigest()
-            rows.append({
-                "path": f"{folder}/{name}", "split": entry.split, "label": entry.label,
-                "target": LABELS[entry.label], "source": entry.source, "sha256": sha256,
-                "width": image.width, "height": image.height, "level": entry.level,
-                "generator": entry.generator, "photo": entry.photo,
-                "original": entry.origin if entry.source != "bench" else "",
-            })  # fmt: skip
+            rows.append(
+                {
+                    "path": f"{folder}/{name}",
+                    "split": entry.split,
+                    "label": entry.label,
+                    "target": LABELS[entry.label],
+                    "source": entry.source,
+                    "sha256": sha256,
+                    "width": image.width,
+                    "height": image.height,
+                    "level": entry.level,
+                    "generator": entry.generator,
+                    "photo": entry.photo,
+                    "original": entry.origin if entry.source != "bench" else "",
+                }
+            )
         digest = dataset_digest(rows)
         if ciplab_view:
             for row in [r for r in rows if r["source"] == "ciplab" and r["split"] == "test"]:
@@ -293,10 +317,18 @@ def write_dataset(
         for row in rows:
             table[row["split"]][row["label"]] = table[row["split"]].get(row["label"], 0) + 1
         report = PrepareReport(
-            output=str(output), source=source, counts=dict(table), rejected=len(rejected),
-            duplicates_dropped=dropped, cross_split_duplicates=crossing, normalised=normalised,
-            linked=linked, digest=digest, seconds=0.0, settings=dict(settings or {}),
-        )  # fmt: skip
+            output=str(output),
+            source=source,
+            counts=dict(table),
+            rejected=len(rejected),
+            duplicates_dropped=dropped,
+            cross_split_duplicates=crossing,
+            normalised=normalised,
+            linked=linked,
+            digest=digest,
+            seconds=0.0,
+            settings=dict(settings or {}),
+        )
         report.seconds = round(time.perf_counter() - started, 2)
         write_summary(staging, report)
         _move_into_place(staging, output, overwrite)
@@ -357,13 +389,23 @@ def prepare_kaggle(
         entries += assign_splits(found, ciplab_split, seed, strata=lambda e: (e.label, e.level))
     checked = check_entries(entries, progress=progress)
     settings = {
-        "kaggle_140k": str(kaggle_140k or ""), "ciplab": str(ciplab or ""),
-        "ciplab_split": ",".join(str(f) for f in ciplab_split), "seed": seed, "link_mode": link_mode,
-    }  # fmt: skip
+        "kaggle_140k": str(kaggle_140k or ""),
+        "ciplab": str(ciplab or ""),
+        "ciplab_split": ",".join(str(f) for f in ciplab_split),
+        "seed": seed,
+        "link_mode": link_mode,
+    }
     return write_dataset(
-        checked, output, "kaggle", overwrite, link_mode, settings=settings,
-        progress=progress, started=started, ciplab_view=ciplab is not None,
-    )  # fmt: skip
+        checked,
+        output,
+        "kaggle",
+        overwrite,
+        link_mode,
+        settings=settings,
+        progress=progress,
+        started=started,
+        ciplab_view=ciplab is not None,
+    )
 
 
 def prepare_bench(
@@ -390,17 +432,26 @@ def prepare_bench(
     ):
         entries.append(
             Entry(
-                source="bench", split="", label=item.label, name=f"{index:06d}{item.extension}",
-                origin=f"bench#{index}", read=(lambda data=item.data: data),
-                generator=item.generator, photo=item.photo,
-            )  # fmt: skip
+                source="bench",
+                split="",
+                label=item.label,
+                name=f"{index:06d}{item.extension}",
+                origin=f"bench#{index}",
+                read=(lambda data=item.data: data),
+                generator=item.generator,
+                photo=item.photo,
+            )
         )
     entries = assign_splits(entries, split, seed, strata=lambda e: (e.label, e.generator))
     checked = check_entries(entries, progress=False)
     settings = {
-        "image_size": image_size, "num_images": num_images, "difficulty": difficulty, "seed": seed,
-        "split": ",".join(str(f) for f in split), "generator_steps": generator_steps,
-    }  # fmt: skip
+        "image_size": image_size,
+        "num_images": num_images,
+        "difficulty": difficulty,
+        "seed": seed,
+        "split": ",".join(str(f) for f in split),
+        "generator_steps": generator_steps,
+    }
     report = write_dataset(checked, output, "bench", overwrite, settings=settings, progress=progress, started=started)
     if check:
         from deepfake_detection.data.checks import check_dataset

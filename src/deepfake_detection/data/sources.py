@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from deepfake_detection.data.images import IMAGE_EXTENSIONS
 from deepfake_detection.errors import LayoutError, UnsafeArchiveError
@@ -99,8 +99,7 @@ def _folder_entries(path: Path, source: str, dirs: dict, roots: tuple[str, ...],
         expected = ", ".join(f"{r + '/' if r else ''}{{{','.join(dirs)}}}" for r in roots)
         found = [p.name + ("/" if p.is_dir() else "") for p in path.iterdir()]
         raise LayoutError(
-            f"{title}: {path} does not have the expected layout; expected one of: {expected}; "
-            f"found: {_describe(found)}"
+            f"{title}: {path} does not have the expected layout; expected one of: {expected}; found: {_describe(found)}"
         )
     entries = []
     for folder, (split, label) in dirs.items():
