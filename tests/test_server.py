@@ -13,7 +13,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from deepfake_detection import tracking
+from deepfake_detection import registry, tracking
 from deepfake_detection.compare import run_compare
 from deepfake_detection.config import CompareSettings, TrainSettings
 from deepfake_detection.training import run_training
@@ -201,7 +201,7 @@ def test_many_registrations_at_once_elect_the_best_version(tracking_server, monk
 
     mlflow.set_tracking_uri(tracking_server.url)
     client = MlflowClient(tracking_server.url)
-    name = tracking.registered_name("race")
+    name = registry.registered_name("race")
     client.create_registered_model(name)
     experiment_id = tracking.ensure_experiment("race")
     with mlflow.start_run(experiment_id=experiment_id) as run:
@@ -216,7 +216,7 @@ def test_many_registrations_at_once_elect_the_best_version(tracking_server, monk
             start.wait()
             tags = {"dataset_digest": "d", "test_roc_auc": f"{score:.6f}"}
             client.create_model_version(name, source, run_id=run.info.run_id, tags=tags)
-            tracking._elect(client, "race", "d")
+            registry.settle(client, "race", "d")
         except Exception as error:  # surfaced below
             errors.append(error)
 

@@ -19,7 +19,7 @@ import pytest
 from mlflow import MlflowClient
 from tracking_server import free_port
 
-from deepfake_detection import tracking
+from deepfake_detection import registry
 from deepfake_detection.architectures import ARCHITECTURES, WeightsError, get_architecture
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.errors import DatasetError, DeepfakeError, TrackingError
@@ -140,7 +140,7 @@ def test_failed_promotion_leaves_no_registered_version(bench_dataset, tmp_path, 
     def broken(*args, **kwargs):
         raise RuntimeError("registry went away (simulated)")
 
-    monkeypatch.setattr(tracking, "promote", broken)
+    monkeypatch.setattr(registry, "promote", broken)
     with pytest.raises(RuntimeError, match="simulated"):
         run_training(_settings(bench_dataset, tmp_path, arch="custom_c", tuner="none"))
     assert MlflowClient().search_model_versions("name='deepfake-custom_c'") == []
@@ -421,13 +421,13 @@ def test_the_champion_election_rules(tmp_path):
     """Best test ROC-AUC on the champion's data wins (earliest on a tie); challenger = newest after it;
     a champion promoted by hand holds until a later version beats it; other data never takes over."""
     client = MlflowClient()
-    name = tracking.registered_name("rules")
+    name = registry.registered_name("rules")
     client.create_registered_model(name)
 
     def register(score: float, digest: str = "d") -> tuple[str, str]:
         tags = {"dataset_digest": digest, "test_roc_auc": f"{score:.6f}"}
         version = client.create_model_version(name, (tmp_path / "model").as_uri(), tags=tags)
-        return str(version.version), tracking._elect(client, "rules", digest)
+        return str(version.version), registry.settle(client, "rules", digest)
 
     def state() -> dict:
         return {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
@@ -437,7 +437,7 @@ def test_the_champion_election_rules(tmp_path):
     assert register(0.70) == ("3", "3") and state() == {"champion": "3", "challenger": "2"}
     assert register(0.70) == ("4", "3")  # a tie keeps the earlier version
     assert client.get_model_version(name, "1").current_stage == "Archived"
-    tracking.promote("rules", 2, "champion", by_hand=True)  # a person prefers version 2 (0.50)
+    registry.promote("rules", 2, "champion", by_hand=True)  # a person prefers version 2 (0.50)
     assert register(0.55) == ("5", "5")  # beats the hand-picked 0.50; versions 3 and 4 no longer count
     assert register(0.52) == ("6", "5") and state() == {"champion": "5", "challenger": "6"}
     assert register(0.99, digest="other") == ("7", "5")  # other data: only by hand

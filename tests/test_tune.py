@@ -14,8 +14,8 @@ from tracking_server import free_port
 
 from deepfake_detection import tracking
 from deepfake_detection.config import TrainSettings
+from deepfake_detection.distributed import _exclusive, run_tuning
 from deepfake_detection.errors import TuningError
-from deepfake_detection.training import _exclusive, run_tuning
 
 
 @pytest.mark.slow

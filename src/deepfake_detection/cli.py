@@ -262,7 +262,7 @@ def _tune_options(function):
 @_tune_options
 def tune(role: str, oracle: str, worker_id: str, wait: float, **options) -> None:
     """Distributed search (keras-tuner chief/worker over gRPC): start one chief and any number of workers."""
-    from deepfake_detection.training import run_tuning
+    from deepfake_detection.distributed import run_tuning
 
     result = run_tuning(TrainSettings(**options), role, oracle, worker_id, wait)
     if result is not None:
@@ -282,11 +282,11 @@ def tune(role: str, oracle: str, worker_id: str, wait: float, **options) -> None
 )
 def promote(arch: str, version: str, role: str) -> None:
     """Move the champion / challenger alias and stage to a model version by hand."""
-    from deepfake_detection import tracking
+    from deepfake_detection import registry, tracking
 
     tracking.configure()
-    tracking.promote(arch, version, role, by_hand=True)
-    click.echo(f"{tracking.registered_name(arch)} version {version} is now {role}")
+    registry.promote(arch, version, role, by_hand=True)
+    click.echo(f"{registry.registered_name(arch)} version {version} is now {role}")
 
 
 @main.command()

@@ -27,3 +27,15 @@ class MissingModelError(DeepfakeError):
 
 class TuningError(DeepfakeError):
     """A distributed hyperparameter search cannot start or go on (address, chief, roles)."""
+
+
+class SettingsError(DeepfakeError, ValueError):
+    """A setting is out of range or does not fit the rest (an architecture and an image size, say).
+
+    Also a ``ValueError``, as keras-tuner's ``FatalValueError`` is, so code that guards against
+    bad values catches it; the CLI prints its message instead of a traceback.
+    """
+
+
+class WeightsError(DeepfakeError):
+    """Pretrained weights are missing, unavailable offline, or do not fit the architecture."""

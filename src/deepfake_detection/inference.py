@@ -46,14 +46,14 @@ class PredictSummary:
 def model_uri(spec: str, alias: str = "champion") -> str:
     """``models:/…`` and ``runs:/…`` URIs and local model folders pass through; an architecture
     name means its registered model at ``alias``. Anything else is refused with the accepted forms."""
-    from deepfake_detection import tracking
     from deepfake_detection.architectures import ARCHITECTURES
+    from deepfake_detection.registry import registered_name
 
     spec = spec.strip()
     if spec.startswith(MODEL_SCHEMES):
         return spec
     if spec in ARCHITECTURES:
-        return f"models:/{tracking.registered_name(spec)}@{alias}"
+        return f"models:/{registered_name(spec)}@{alias}"
     if Path(spec, "MLmodel").is_file():
         return spec
     raise MissingModelError(

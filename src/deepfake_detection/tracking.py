@@ -1,4 +1,5 @@
-"""The MLflow side: where runs go, checking the server is there, and logging a dataset.
+"""The MLflow side of runs: where they go, checking the server is there, runs and their
+orphans, and logging a dataset. The Model Registry is :mod:`deepfake_detection.registry`.
 
 Embedded default: tracking and registry in ``sqlite:///mlflow.db``, artifacts under
 ``./mlruns``. ``MLFLOW_TRACKING_URI`` points everything at a shared server instead.
@@ -170,18 +171,6 @@ def log_prepared_dataset(report, context: str = "prepared") -> None:
         mlflow.log_input(dataset, context=context)
 
 
-# -- Model Registry ---------------------------------------------------------------------
-
-CHAMPION, CHALLENGER = "champion", "challenger"
-# Registered-model tags left by a promotion by hand: the version a person made champion, and the
-# newest version then; elections afterwards weigh only the first and versions after the second.
-HAND_PICKED, HAND_PICKED_AMONG = "champion_promoted_by_hand", "champion_promoted_by_hand_among"
-
-
-def registered_name(architecture: str) -> str:
-    return f"deepfake-{architecture}"
-
-
 def git_commit() -> str:
     """The project's git commit, or "" outside a git checkout."""
     import subprocess
@@ -193,124 +182,6 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return ""
     return result.stdout.strip() if result.returncode == 0 else ""
-
-
-def register(model_uri: str, architecture: str, metrics: dict, dataset_digest: str, run_id: str):
-    """Register ``model_uri`` as ``deepfake-<arch>`` and elect the champion; undo the version on failure.
-
-    Election: among the versions on the same dataset digest as the current champion (this
-    one's when there is none), the best test ROC-AUC (the earliest on a tie) gets alias
-    ``champion`` + stage ``Production`` (archiving the previous one); the newest version after
-    it gets alias ``challenger`` + stage ``Staging``. A champion on other data is only replaced
-    by hand (``promote``); a champion promoted by hand holds until a later version on its data
-    scores better. Safe with several processes registering at once (see :func:`_elect`).
-
-    Returns ``(version, role)``.
-    """
-    import mlflow
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    name = registered_name(architecture)
-    version = mlflow.register_model(
-        model_uri,
-        name,
-        tags={
-            "architecture": architecture,
-            "dataset_digest": dataset_digest,
-            "positive_class": "fake",
-            "test_roc_auc": f"{metrics['roc_auc']:.6f}",
-            "run_id": run_id,
-        },
-    )
-    try:
-        champion = _elect(client, architecture, dataset_digest)
-    except BaseException:
-        client.delete_model_version(name, version.version)
-        raise
-    role = CHAMPION if champion == str(version.version) else CHALLENGER
-    return str(version.version), role
-
-
-def _elect(client, architecture: str, dataset_digest: str, rounds: int = 20) -> str:
-    """Put the registry in the election's state; return the champion's version.
-
-    The state is a function of the set of versions alone: champion = best test ROC-AUC
-    (earliest on a tie) among the versions on the champion's dataset digest, from the last
-    one promoted by hand on; challenger = the newest version after the champion. Each process
-    ends with a read confirming that state for every version it sees; a version created after
-    that read belongs to a process that reads (and corrects) later, and both compute the same
-    state from the same versions. So concurrent registrations converge, without a lock the
-    registry does not offer.
-    """
-    import random
-    import time
-
-    from mlflow.exceptions import MlflowException
-
-    name = registered_name(architecture)
-    last_error: Exception | str = "the registry kept changing"
-    for _ in range(rounds):
-        model = client.get_registered_model(name)  # its aliases and tags, then every version
-        aliases = {alias: str(version) for alias, version in model.aliases.items()}
-        picked, among = model.tags.get(HAND_PICKED, ""), int(model.tags.get(HAND_PICKED_AMONG, 0))
-        everything = {str(v.version): v for v in client.search_model_versions(f"name='{name}'", max_results=10000)}
-        champion = everything.get(aliases.get(CHAMPION, ""))
-        digest = champion.tags.get("dataset_digest") if champion is not None else dataset_digest
-        comparable = [
-            v
-            for v in everything.values()
-            if v.tags.get("dataset_digest") == digest
-            and "test_roc_auc" in v.tags
-            and (str(v.version) == picked or int(v.version) > among)
-        ]
-        if champion is not None:
-            comparable.append(champion)  # may be unscored: promoted by hand
-        best = max(comparable, key=lambda v: (float(v.tags.get("test_roc_auc", "-inf")), -int(v.version)))
-        newer = [v for v in everything.values() if int(v.version) > int(best.version)]
-        challenger = max(newer, key=lambda v: int(v.version)) if newer else None
-        champion_ok = champion is best and best.current_stage == "Production"
-        challenger_ok = challenger is None or (
-            aliases.get(CHALLENGER) == str(challenger.version) and challenger.current_stage == "Staging"
-        )
-        if champion_ok and challenger_ok:
-            return str(best.version)
-        try:
-            if not champion_ok:
-                promote(architecture, best.version, CHAMPION)
-            if not challenger_ok:
-                promote(architecture, challenger.version, CHALLENGER)
-        except MlflowException as error:  # e.g. two processes setting one alias at once: read again
-            last_error = error
-        time.sleep(random.uniform(0.02, 0.2))
-    raise TrackingError(f"could not settle the champion of {name} in {rounds} rounds: {last_error}")
-
-
-def promote(architecture: str, version: str | int, role: str, by_hand: bool = False) -> None:
-    """Give a version the alias ``role`` and its stage (champion → Production, challenger → Staging).
-    ``by_hand``: a person chose it; older versions no longer take part in elections."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    if role not in (CHAMPION, CHALLENGER):
-        raise TrackingError(f"role must be {CHAMPION!r} or {CHALLENGER!r}, got {role!r}")
-    client = MlflowClient()
-    name = registered_name(architecture)
-    stage = "Production" if role == CHAMPION else "Staging"
-    other = CHALLENGER if role == CHAMPION else CHAMPION
-    try:
-        if str(client.get_model_version_by_alias(name, other).version) == str(version):
-            client.delete_registered_model_alias(name, other)  # one role per version
-    except MlflowException:
-        pass  # no version holds the other alias
-    with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still supported
-        warnings.simplefilter("ignore", FutureWarning)
-        client.set_registered_model_alias(name, role, str(version))
-        client.transition_model_version_stage(name, str(version), stage, archive_existing_versions=role == CHAMPION)
-    if by_hand and role == CHAMPION:
-        newest = max(int(v.version) for v in client.search_model_versions(f"name='{name}'", max_results=10000))
-        client.set_registered_model_tag(name, HAND_PICKED, str(version))
-        client.set_registered_model_tag(name, HAND_PICKED_AMONG, str(newest))
 
 
 def log_dataset_input(root: str, parts: dict, digest: str) -> None:

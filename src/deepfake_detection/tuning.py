@@ -18,7 +18,7 @@ import mlflow
 from keras_tuner.src.distribute import utils as dist_utils
 
 from deepfake_detection.architectures import Architecture
-from deepfake_detection.errors import TuningError
+from deepfake_detection.errors import SettingsError, TuningError
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,7 @@ class AugmentedHyperModel(kt.HyperModel):
 def make_tuner(
     kind: str,
     hypermodel: kt.HyperModel,
+    *,
     directory: Path,
     project_name: str,
     max_trials: int,
@@ -212,7 +213,7 @@ def make_tuner(
     if kind == "hyperband":
         # Hyperband's budget is in epochs; max_epochs = epochs, one bracket iteration.
         return _tracked(kt.Hyperband)(max_epochs=max(epochs, 2), factor=3, hyperband_iterations=1, **common)
-    raise ValueError(f"unknown tuner {kind!r}; choose from {TUNERS}")
+    raise SettingsError(f"unknown tuner {kind!r}; choose from {', '.join(TUNERS)}")
 
 
 def search(tuner: kt.Tuner, validation_data, epochs: int, callbacks=()) -> kt.HyperParameters:

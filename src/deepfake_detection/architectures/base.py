@@ -12,14 +12,10 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from deepfake_detection.errors import DeepfakeError
+from deepfake_detection.errors import SettingsError, WeightsError
 
 EMBEDDING_LAYER = "embedding"
 OUTPUT_LAYER = "p_fake"
-
-
-class WeightsError(DeepfakeError):
-    """Pretrained weights are missing, unavailable offline, or do not fit the architecture."""
 
 
 @keras.saving.register_keras_serializable(package="deepfake_detection")
@@ -62,7 +58,7 @@ class Architecture(kt.HyperModel):
     def __init__(self, image_size: int = 64, weights: str = "none"):
         super().__init__(name=self.name, tunable=True)
         if image_size < self.min_image_size:
-            raise ValueError(f"{self.name} needs images of at least {self.min_image_size} px, got {image_size}")
+            raise SettingsError(f"{self.name} needs images of at least {self.min_image_size} px, got {image_size}")
         weights = str(weights or "none")
         if weights not in ("none", *self.named_weights) and not Path(weights).expanduser().is_file():
             allowed = ", ".join(("none", *self.named_weights, "a path to a weights file"))

@@ -10,7 +10,7 @@ import numpy as np
 from keras import layers
 
 from deepfake_detection.architectures.base import EMBEDDING_LAYER, Architecture, WeightsError, load_weights_file
-from deepfake_detection.errors import DeepfakeError
+from deepfake_detection.errors import SettingsError
 
 VGGFACE_URL = "https://github.com/rcmalli/keras-vggface/releases/download/v2.0/rcmalli_vggface_tf_notop_vgg16.h5"
 VGGFACE_FILE = "rcmalli_vggface_tf_notop_vgg16.h5"
@@ -283,7 +283,7 @@ def get_architecture(name: str, image_size: int = 64, weights: str = "none") -> 
     try:
         cls = ARCHITECTURES[name]
     except KeyError:
-        raise DeepfakeError(f"unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}") from None
+        raise SettingsError(f"unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}") from None
     return cls(image_size=image_size, weights=weights)
 
 
@@ -292,7 +292,7 @@ def parse_architectures(text: str) -> list[str]:
     names = list(ARCHITECTURES) if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in ARCHITECTURES]
     if unknown or not names:
-        raise DeepfakeError(
+        raise SettingsError(
             f"unknown architecture(s) {', '.join(unknown) or repr(text)}; "
             f"choose 'all' or from {', '.join(ARCHITECTURES)}"
         )

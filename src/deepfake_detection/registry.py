@@ -1,0 +1,156 @@
+"""The Model Registry: register a detector, elect its champion and challenger, promote by hand.
+
+Every architecture has one registered model, ``deepfake-<arch>``. Its versions carry tags
+(architecture, dataset digest, test ROC-AUC, run) from which the election below decides which
+version is ``champion`` (stage ``Production``) and which ``challenger`` (stage ``Staging``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from dataclasses import dataclass
+
+from deepfake_detection.errors import TrackingError
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+STAGES = {CHAMPION: "Production", CHALLENGER: "Staging"}
+# Registered-model tags left by a promotion by hand: the version a person made champion, and the
+# newest version then; elections afterwards weigh only the first and versions after the second.
+HAND_PICKED, HAND_PICKED_AMONG = "champion_promoted_by_hand", "champion_promoted_by_hand_among"
+
+
+def registered_name(architecture: str) -> str:
+    return f"deepfake-{architecture}"
+
+
+@dataclass(frozen=True)
+class Election:
+    """The registry state the election asks for: a champion and, if any, a challenger."""
+
+    champion: str
+    challenger: str | None
+
+
+def elect(
+    versions: list, current_champion: str | None, *, dataset_digest: str, hand_picked: str = "", among: int = 0
+) -> Election:
+    """The README's rule, as a function of the versions alone (``ModelVersion`` objects).
+
+    - Candidates: the versions on the current champion's dataset digest (on ``dataset_digest``
+      when there is no champion yet) that carry a test ROC-AUC; after a promotion by hand, only
+      the version picked and the versions newer than the newest one at that time.
+    - Champion: the candidate with the best test ROC-AUC, the earliest on a tie. The current
+      champion always takes part, even unscored (a person may have promoted it by hand).
+    - Challenger: the newest version after the champion, if any.
+    """
+    by_number = {str(v.version): v for v in versions}
+    champion = by_number.get(current_champion or "")
+    digest = champion.tags.get("dataset_digest") if champion is not None else dataset_digest
+    candidates = [
+        v
+        for v in versions
+        if v.tags.get("dataset_digest") == digest
+        and "test_roc_auc" in v.tags
+        and (str(v.version) == hand_picked or int(v.version) > among)
+    ]
+    if champion is not None:
+        candidates.append(champion)
+    best = max(candidates, key=lambda v: (float(v.tags.get("test_roc_auc", "-inf")), -int(v.version)))
+    newer = [int(v.version) for v in versions if int(v.version) > int(best.version)]
+    return Election(champion=str(best.version), challenger=str(max(newer)) if newer else None)
+
+
+def register(model_uri: str, architecture: str, metrics: dict, dataset_digest: str, run_id: str) -> tuple[str, str]:
+    """Register ``model_uri`` as ``deepfake-<arch>`` and hold the election; undo the version on failure.
+
+    Returns ``(version, role)``, role ``champion`` or ``challenger``.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    name = registered_name(architecture)
+    tags = {
+        "architecture": architecture,
+        "dataset_digest": dataset_digest,
+        "positive_class": "fake",
+        "test_roc_auc": f"{metrics['roc_auc']:.6f}",
+        "run_id": run_id,
+    }
+    version = str(mlflow.register_model(model_uri, name, tags=tags).version)
+    try:
+        champion = settle(client, architecture, dataset_digest)
+    except BaseException:
+        client.delete_model_version(name, version)
+        raise
+    return version, CHAMPION if champion == version else CHALLENGER
+
+
+def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> str:
+    """Bring the registry to the :func:`elect` state; return the champion's version.
+
+    Each process ends with a read confirming that state for every version it sees; a version
+    created after that read belongs to a process that reads (and corrects) later, and both
+    compute the same state from the same versions. So concurrent registrations converge,
+    without a lock the registry does not offer.
+    """
+    from mlflow.exceptions import MlflowException
+
+    name = registered_name(architecture)
+    last_error: Exception | str = "the registry kept changing"
+    for _ in range(rounds):
+        model = client.get_registered_model(name)  # its aliases and tags, then every version
+        aliases = {alias: str(version) for alias, version in model.aliases.items()}
+        versions = client.search_model_versions(f"name='{name}'", max_results=10000)
+        election = elect(
+            versions,
+            aliases.get(CHAMPION),
+            dataset_digest=dataset_digest,
+            hand_picked=model.tags.get(HAND_PICKED, ""),
+            among=int(model.tags.get(HAND_PICKED_AMONG, 0)),
+        )
+        stages = {str(v.version): v.current_stage for v in versions}
+        wrong = [
+            (role, version)
+            for role, version in ((CHAMPION, election.champion), (CHALLENGER, election.challenger))
+            if version is not None and (aliases.get(role) != version or stages[version] != STAGES[role])
+        ]
+        if not wrong:
+            return election.champion
+        try:
+            for role, version in wrong:
+                promote(architecture, version, role)
+        except MlflowException as error:  # e.g. two processes setting one alias at once: read again
+            last_error = error
+        time.sleep(random.uniform(0.02, 0.2))
+    raise TrackingError(f"could not settle the champion of {name} in {rounds} rounds: {last_error}")
+
+
+def promote(architecture: str, version: str | int, role: str, by_hand: bool = False) -> None:
+    """Give a version the alias ``role`` and its stage (champion → Production, challenger → Staging).
+    ``by_hand``: a person chose it; older versions no longer take part in elections."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if role not in STAGES:
+        raise TrackingError(f"role must be {CHAMPION!r} or {CHALLENGER!r}, got {role!r}")
+    client = MlflowClient()
+    name = registered_name(architecture)
+    other = CHALLENGER if role == CHAMPION else CHAMPION
+    try:
+        if str(client.get_model_version_by_alias(name, other).version) == str(version):
+            client.delete_registered_model_alias(name, other)  # one role per version
+    except MlflowException:
+        pass  # no version holds the other alias
+    with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still supported
+        warnings.simplefilter("ignore", FutureWarning)
+        client.set_registered_model_alias(name, role, str(version))
+        client.transition_model_version_stage(
+            name, str(version), STAGES[role], archive_existing_versions=role == CHAMPION
+        )
+    if by_hand and role == CHAMPION:
+        newest = max(int(v.version) for v in client.search_model_versions(f"name='{name}'", max_results=10000))
+        client.set_registered_model_tag(name, HAND_PICKED, str(version))
+        client.set_registered_model_tag(name, HAND_PICKED_AMONG, str(newest))
