@@ -107,6 +107,25 @@ def test_bad_arguments_exit_non_zero_with_a_message(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--arch", "custom_a", "--image-size", "16"], "custom_a needs images of at least 32 px, got 16"),
+        (["train", "--arch", "custom_a,resnet"], "unknown architecture(s) resnet"),
+        (["train", "--arch", "densenet121", "--weights", "no-such.h5"], "weights 'no-such.h5' is neither"),
+        (["main", "--arch", "custom_a", "--image-size", "16"], "custom_a needs images of at least 32 px, got 16"),
+    ],
+)
+def test_wrong_settings_are_one_line_errors_before_any_run(tmp_path, args, message):
+    result = CliRunner().invoke(main, [*args, "--data", str(tmp_path / "data")])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # click's own error exit, not an uncaught exception
+    assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+    assert message in result.output
+    assert not (tmp_path / "data").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()  # no run was opened
+
+
 def test_unreachable_tracking_server_fails_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     started = time.monotonic()

@@ -427,22 +427,21 @@ def serve(model: str, alias: str, host: str, port: int, max_request_mb: float) -
 def main_job(data: str, image_size: int, num_images: int, arch: str, epochs: int, max_trials: int, seed: int) -> None:
     """The README's main job: build the offline benchmark if missing, train every architecture, compare them."""
     from deepfake_detection import tracking
-    from deepfake_detection.training import run_training
+    from deepfake_detection.training import check_settings, run_training
 
+    bench = PrepareSettings(source="bench", output=data, image_size=image_size, num_images=num_images, seed=seed)
+    train = TrainSettings(
+        arch=arch, data=data, image_size=image_size, epochs=epochs, max_trials=max_trials, tuner="random", seed=seed
+    )
+    check_settings(train)  # before any run opens or any image is made
     tracking.configure()
     started = time.perf_counter()
     with tracking.run("main", tags={"step": "main"}):
         if Path(data, "manifest.csv").exists():
             click.echo(f"using the existing dataset at {data}")
         else:
-            settings = PrepareSettings(
-                source="bench", output=data, image_size=image_size, num_images=num_images, seed=seed
-            )
-            run_prepare(settings)
-        settings = TrainSettings(
-            arch=arch, data=data, image_size=image_size, epochs=epochs, max_trials=max_trials, tuner="random", seed=seed
-        )
-        _print_results(run_training(settings))
+            run_prepare(bench)
+        _print_results(run_training(train))
         from deepfake_detection.compare import run_compare
 
         _print_table(run_compare(CompareSettings(models=arch, data=data, seed=seed)))
