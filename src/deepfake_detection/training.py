@@ -207,17 +207,14 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
         if len(groups) > 1 or (column == "source" and groups):
             mlflow.log_metrics({f"test_roc_auc_{column}_{group}": auc for group, auc in groups.items()})
 
-    _log_figure(plots.roc_figure({f"{name} test": (y_test, p_test), f"{name} valid": (y_valid, p_valid)}), "roc.png")
-    _log_figure(plots.pr_figure(y_test, p_test), "precision_recall.png")
+    roc = {
+        f"{name} test": evaluation.roc_points(y_test, p_test),
+        f"{name} valid": evaluation.roc_points(y_valid, p_valid),
+    }
+    _log_figure(plots.roc_figure(roc), "roc.png")
+    _log_figure(plots.pr_figure(evaluation.pr_points(y_test, p_test)), "precision_recall.png")
     _log_figure(
-        plots.confusion_figure(
-            test_metrics["tn"],
-            test_metrics["fp"],
-            test_metrics["fn"],
-            test_metrics["tp"],
-            title=f"{name} test @ threshold {threshold:.3f}",
-        ),
-        "confusion_matrix.png",
+        plots.confusion_figure(test_metrics, title=f"{name} test @ threshold {threshold:.3f}"), "confusion_matrix.png"
     )
     _log_figure(plots.training_curves_figure(history.history, title=f"{name} final fit"), "training_curves.png")
     predictions = parts["test"][["path", "label", "source", "generator"]].assign(p_fake=p_test, threshold=threshold)
