@@ -9,11 +9,173 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from sklearn import metrics as skm
 
-from deepfake_detection import analysis
-from deepfake_detection.compare import MissingModelError, run_compare
+from deepfake_detection import analysis, evaluation, plots
+from deepfake_detection.compare import (
+    TABLE_COLUMNS,
+    TABLE_METRICS,
+    ClassifierResult,
+    Comparison,
+    MissingModelError,
+    PCAAnalysis,
+    ResolvedModel,
+    cnn_head_result,
+    pca_svm_result,
+    run_compare,
+)
 from deepfake_detection.config import CompareSettings, TrainSettings
 from deepfake_detection.training import run_training
+
+Y = np.array([0, 0, 0, 1, 1, 1, 1])
+SEPARATED = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9, 0.95])  # every fake above every real
+NOISY = np.array([0.1, 0.6, 0.3, 0.4, 0.8, 0.9, 0.2])
+
+
+def _model(label: str) -> ResolvedModel:
+    return ResolvedModel(label, f"models:/deepfake-{label}@champion", f"deepfake-{label}", "2")
+
+
+def _records(label: str) -> list[ClassifierResult]:
+    """A perfect CNN head and two hand-made SVMs that rank every fake below every real."""
+    worst = SEPARATED[::-1]
+    metrics = evaluation.binary_metrics(Y, worst, 0.5)
+    pca = PCAAnalysis(
+        fit_rows=10, cumulative_variance=np.array([0.6, 0.9]), test_components=np.ones((7, 2)), kmeans_ari=0.25
+    )
+    return [
+        cnn_head_result(_model(label), Y, SEPARATED, threshold=0.5, embedding_dim=4),
+        ClassifierResult(label, "2", "pca_svm", 4, 1.5, 0.5, Y, worst, metrics, pca),
+        ClassifierResult(label, "2", "pca_svm_nystroem", 4, 0.5, 0.5, Y, worst, metrics),
+    ]
+
+
+def _comparison() -> Comparison:
+    robust = pd.DataFrame(
+        [{"model": "a", "perturbation": "none", "roc_auc": 0.75, "accuracy": 0.5, "mean_p_fake": 0.4}]
+    )
+    return Comparison((*_records("a"), *_records("b")), robustness=robust)
+
+
+def test_a_perfectly_separating_head_scores_one_and_counts_by_its_threshold():
+    result = cnn_head_result(_model("a"), Y, SEPARATED, threshold=0.85, embedding_dim=4)
+    assert result.metrics["roc_auc"] == 1.0 and result.metrics["average_precision"] == 1.0
+    assert {k: result.metrics[k] for k in ("tn", "fp", "fn", "tp")} == {"tn": 3, "fp": 0, "fn": 2, "tp": 2}
+    assert result.metrics["precision"] == 1.0 and result.metrics["recall"] == 0.5
+    assert result.name == "a CNN head" and result.pca is None and np.isnan(result.fit_seconds)
+
+
+def test_comparison_table_rows_and_metrics_of_two_models():
+    comparison = _comparison()
+    worst_ap = np.mean([1 / 4, 2 / 5, 3 / 6, 4 / 7])  # precision at each fake, ranked last
+    rows = [
+        [label, "2", classifier, *values, ari, 4, seconds]
+        for label in ("a", "b")
+        for classifier, values, ari, seconds in (
+            ("cnn_head", [1.0] * 6, np.nan, np.nan),
+            ("pca_svm", [1 / 7, 0.25, 0.25, 0.25, 0.0, worst_ap], 0.25, 1.5),
+            ("pca_svm_nystroem", [1 / 7, 0.25, 0.25, 0.25, 0.0, worst_ap], np.nan, 0.5),
+        )
+    ]
+    table = comparison.table()
+    assert list(table.columns) == [
+        "model",
+        "version",
+        "classifier",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "average_precision",
+        "kmeans_ari",
+        "embedding_dim",
+        "fit_seconds",
+    ]
+    pd.testing.assert_frame_equal(table, pd.DataFrame(rows, columns=list(TABLE_COLUMNS)))
+    assert table.attrs["robustness"] is comparison.robustness
+
+    logged = comparison.metrics()
+    expected = {
+        f"{m}_{c}_{k}" for m in "ab" for c in ("cnn_head", "pca_svm", "pca_svm_nystroem") for k in TABLE_METRICS
+    }
+    expected |= {"a_pca_fit_rows", "a_kmeans_ari", "b_pca_fit_rows", "b_kmeans_ari", "robustness_a_none_roc_auc"}
+    assert set(logged) == expected
+    assert logged["a_pca_fit_rows"] == 10 and logged["b_kmeans_ari"] == 0.25
+    assert logged["b_cnn_head_f1"] == 1.0 and logged["b_pca_svm_roc_auc"] == 0.0
+    assert logged["robustness_a_none_roc_auc"] == 0.75
+
+    confusions = comparison.confusions()
+    assert list(confusions) == ["a CNN head", "a PCA+SVM", "b CNN head", "b PCA+SVM"]
+    assert [confusions["b PCA+SVM"][k] for k in ("tn", "fp", "fn", "tp")] == [0, 3, 3, 1]
+    assert list(comparison.explained_variance()) == ["a", "b"] and list(comparison.pca_points()) == ["a", "b"]
+    assert Comparison(tuple(_records("a"))).table().attrs == {}
+
+
+def test_roc_curves_are_sklearns():
+    curves = Comparison((cnn_head_result(_model("a"), Y, NOISY, 0.5, 4), *_records("a")[1:])).roc_curves()
+    assert list(curves) == ["a CNN head", "a PCA+SVM", "a PCA+SVM (Nystroem)"]
+    fpr, tpr, _ = skm.roc_curve(Y, NOISY)
+    np.testing.assert_array_equal(curves["a CNN head"].fpr, fpr)
+    np.testing.assert_array_equal(curves["a CNN head"].tpr, tpr)
+    assert curves["a CNN head"].auc == skm.roc_auc_score(Y, NOISY)
+    assert curves["a PCA+SVM"].auc == 0.0
+    precision, recall, _ = skm.precision_recall_curve(Y, NOISY)
+    pr = evaluation.pr_points(Y, NOISY)
+    np.testing.assert_array_equal(pr.precision, precision)
+    np.testing.assert_array_equal(pr.recall, recall)
+    assert pr.average_precision == skm.average_precision_score(Y, NOISY) and pr.prevalence == 4 / 7
+
+
+def test_plots_draw_exactly_the_computed_curves_and_counts():
+    import matplotlib.pyplot as plt
+
+    roc = evaluation.roc_points(Y, NOISY)
+    axis = plots.roc_figure({"a test": roc}).axes[0]
+    line, chance = axis.lines
+    np.testing.assert_array_equal(line.get_xydata(), np.column_stack([roc.fpr, roc.tpr]))
+    np.testing.assert_array_equal(chance.get_xydata(), [[0, 0], [1, 1]])
+    assert line.get_label() == f"a test (AUC {roc.auc:.3f})"
+    assert axis.get_xlabel() == "false positive rate (real called fake)"
+
+    pr = evaluation.pr_points(Y, NOISY)
+    axis = plots.pr_figure(pr).axes[0]
+    line, chance = axis.lines
+    np.testing.assert_array_equal(line.get_xydata(), np.column_stack([pr.recall, pr.precision]))
+    assert line.get_label() == f"AP {pr.average_precision:.3f}" and list(chance.get_ydata()) == [4 / 7, 4 / 7]
+    assert (axis.get_xlabel(), axis.get_ylabel()) == ("recall (fake)", "precision (fake)")
+
+    axis = plots.confusion_figure({"tn": 3, "fp": 1, "fn": 2, "tp": 5}, title="t").axes[0]
+    assert [t.get_text() for t in axis.texts] == ["3", "1", "2", "5"]  # rows true, columns predicted
+    np.testing.assert_array_equal(axis.images[0].get_array(), [[3, 1], [2, 5]])
+    grid = plots.confusion_grid_figure(_comparison().confusions())
+    assert [a.get_title() for a in grid.axes] == ["a CNN head", "a PCA+SVM", "b CNN head", "b PCA+SVM"]
+    plt.close("all")
+
+
+def test_pca_svm_result_is_the_pipeline_fit_on_train():
+    rng = np.random.default_rng(2)
+    y = {split: np.arange(n) % 2 for split, n in (("train", 60), ("valid", 20), ("test", 30))}
+    embeddings = {split: rng.normal(0, 1, (len(labels), 16)) + labels[:, None] for split, labels in y.items()}
+    svm = analysis.SVMSettings(n_components=5)
+    exact = pca_svm_result(_model("a"), embeddings, y, svm, analyse_pca=True)
+    approx = pca_svm_result(_model("a"), embeddings, y, svm, approximate=True)
+    assert (exact.classifier, approx.classifier) == ("pca_svm", "pca_svm_nystroem") and approx.pca is None
+    assert (exact.model, exact.version, exact.embedding_dim) == ("a", "2", 16) and exact.fit_seconds > 0
+
+    pipeline = analysis.fit_pca_svm(embeddings["train"], y["train"], svm)
+    np.testing.assert_allclose(exact.scores, analysis.svm_scores(pipeline, embeddings["test"]))
+    assert exact.threshold == evaluation.choose_threshold(
+        y["valid"], analysis.svm_scores(pipeline, embeddings["valid"])
+    )
+    assert exact.metrics == evaluation.binary_metrics(y["test"], exact.scores, exact.threshold)
+    components = analysis.principal_components(pipeline, embeddings["test"])
+    assert exact.pca.fit_rows == 60
+    np.testing.assert_allclose(exact.pca.test_components, components[:, :2])
+    np.testing.assert_allclose(
+        exact.pca.cumulative_variance, np.cumsum(pipeline.named_steps["pca"].explained_variance_ratio_)
+    )
+    assert exact.pca.kmeans_ari == analysis.kmeans_ari(components, y["test"], svm.seed)
 
 
 def test_pca_is_fit_on_train_rows_only():
@@ -82,9 +244,15 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
     train_rows = (pd.read_csv(bench_dataset / "manifest.csv").split == "train").sum()
     assert run.data.metrics["custom_a_pca_fit_rows"] == train_rows  # PCA saw the train rows only
     assert 0 <= run.data.metrics["custom_c_pca_svm_roc_auc"] <= 1
+    for row in table.itertuples(index=False):
+        for metric in TABLE_METRICS:
+            assert run.data.metrics[f"{row.model}_{row.classifier}_{metric}"] == pytest.approx(getattr(row, metric))
+    aris = table.query("classifier == 'pca_svm'").set_index("model")["kmeans_ari"]
+    assert run.data.metrics["custom_c_kmeans_ari"] == pytest.approx(aris["custom_c"])
     report = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="report"))
     csv = pd.read_csv(report / "comparison.csv")
     assert len(csv) == 6 and "fake" in (report / "comparison.md").read_text()
+    pd.testing.assert_frame_equal(csv.astype({"version": str}), table)
     assert "<table" in (report / "comparison.html").read_text()
     plots = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="plots"))
     names = {p.name for p in plots.glob("*.png")}

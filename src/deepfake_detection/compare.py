@@ -3,6 +3,11 @@
 For each model: the CNN's own head (its threshold from training) next to StandardScaler →
 PCA → SVC(poly) fit on the train embeddings, thresholded on valid and scored on test; where
 the exact SVM can run, the Nystroem approximation is reported beside it with fit times.
+
+Compute, then publish: each (model, classifier) pair is one ``ClassifierResult``;
+``compute_comparison`` gathers them (and the optional robustness rows) into a ``Comparison``,
+from which the table, curves, confusion matrices and metrics are derived; ``write_and_log``
+writes the report files and logs them with the metrics, embeddings and plots to the run.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepfake_detection import tracking
+from deepfake_detection import analysis, evaluation, registry, tracking
 from deepfake_detection.config import CompareSettings
 from deepfake_detection.errors import MissingModelError
 
 log = logging.getLogger(__name__)
 TABLE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision")
+TABLE_COLUMNS = ("model", "version", "classifier", *TABLE_METRICS, "kmeans_ari", "embedding_dim", "fit_seconds")
 SPLITS = ("train", "valid", "test")
+CLASSIFIER_NAMES = {"cnn_head": "CNN head", "pca_svm": "PCA+SVM", "pca_svm_nystroem": "PCA+SVM (Nystroem)"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ def resolve_models(settings: CompareSettings) -> list[ResolvedModel]:
     else:
         names = list(ARCHITECTURES) if settings.models.strip() == "all" else parse_architectures(settings.models)
         for arch in names:
-            name = tracking.registered_name(arch)
+            name = registry.registered_name(arch)
             uris.append(f"models:/{name}/{settings.stage}" if settings.stage else f"models:/{name}@{settings.alias}")
     resolved, missing = [], []
     for uri in uris:
@@ -96,126 +103,248 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows]) + "\n"
 
 
-def run_compare(settings: CompareSettings) -> pd.DataFrame:
-    """The whole compare entry point; returns the comparison table."""
-    import matplotlib.pyplot as plt
-    import mlflow
+@dataclass(frozen=True)
+class PCAAnalysis:
+    """What the report shows of an SVM pipeline's scaler + PCA step."""
 
-    from deepfake_detection import analysis, evaluation, plots
-    from deepfake_detection.data.pipeline import load_splits
+    fit_rows: int  # rows PCA was fit on: the train split only
+    cumulative_variance: np.ndarray  # of the kept components
+    test_components: np.ndarray  # first two principal components of the test embeddings
+    kmeans_ari: float  # k-means (k = 2) on all kept test components against the labels
+
+
+@dataclass(frozen=True)
+class ClassifierResult:
+    """One classifier on one model's embeddings, scored on the test split."""
+
+    model: str  # ResolvedModel.label
+    version: str
+    classifier: str  # a key of CLASSIFIER_NAMES
+    embedding_dim: int
+    fit_seconds: float  # nan for the CNN head, trained elsewhere
+    threshold: float
+    y_test: np.ndarray
+    scores: np.ndarray  # p_fake, or SVM decision values squashed to (0, 1)
+    metrics: dict[str, float]  # evaluation.binary_metrics at ``threshold``
+    pca: PCAAnalysis | None = None  # on each model's first SVM only
+
+    @property
+    def name(self) -> str:
+        return f"{self.model} {CLASSIFIER_NAMES[self.classifier]}"
+
+    def row(self) -> dict:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "classifier": self.classifier,
+            **{k: self.metrics[k] for k in TABLE_METRICS},
+            "kmeans_ari": self.pca.kmeans_ari if self.pca else float("nan"),
+            "embedding_dim": self.embedding_dim,
+            "fit_seconds": self.fit_seconds,
+        }
+
+
+def cnn_head_result(model: ResolvedModel, y_test, p_fake, threshold: float, embedding_dim: int) -> ClassifierResult:
+    """The CNN's own output at the threshold it was trained with."""
+    metrics = evaluation.binary_metrics(y_test, p_fake, threshold)
+    return ClassifierResult(
+        model.label, model.version, "cnn_head", embedding_dim, float("nan"), threshold, y_test, p_fake, metrics
+    )
+
+
+def pca_svm_result(
+    model: ResolvedModel,
+    embeddings: dict[str, np.ndarray],
+    y: dict[str, np.ndarray],
+    svm: analysis.SVMSettings,
+    approximate: bool = False,
+    analyse_pca: bool = False,
+) -> ClassifierResult:
+    """Scaler → PCA → SVM fit on train, thresholded on valid, scored on test (``embeddings`` and
+    ``y`` by split); ``analyse_pca`` also keeps what the report shows of the PCA."""
+    started = time.perf_counter()
+    pipeline = analysis.fit_pca_svm(embeddings["train"], y["train"], svm, approximate=approximate)
+    seconds = time.perf_counter() - started
+    threshold = evaluation.choose_threshold(y["valid"], analysis.svm_scores(pipeline, embeddings["valid"]))
+    scores = analysis.svm_scores(pipeline, embeddings["test"])
+    pca = None
+    if analyse_pca:
+        components = analysis.principal_components(pipeline, embeddings["test"])
+        fitted = pipeline.named_steps["pca"]
+        pca = PCAAnalysis(
+            fit_rows=fitted.n_samples_,
+            cumulative_variance=np.cumsum(fitted.explained_variance_ratio_),
+            test_components=components[:, :2],
+            kmeans_ari=analysis.kmeans_ari(components, y["test"], svm.seed),
+        )
+    return ClassifierResult(
+        model.label,
+        model.version,
+        "pca_svm_nystroem" if approximate else "pca_svm",
+        embeddings["test"].shape[1],
+        seconds,
+        threshold,
+        y["test"],
+        scores,
+        evaluation.binary_metrics(y["test"], scores, threshold),
+        pca,
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every classifier of every model, and what the report and the run derive from them."""
+
+    records: tuple[ClassifierResult, ...]
+    robustness: pd.DataFrame | None = None  # robustness.evaluate rows of every model, when asked for
+    embedding_files: tuple[tuple[str, Path], ...] = ()  # (model label, cached .npz) to log
+
+    def table(self) -> pd.DataFrame:
+        """One row per record; the robustness rows ride along as ``attrs["robustness"]``."""
+        table = pd.DataFrame([r.row() for r in self.records], columns=list(TABLE_COLUMNS))
+        if self.robustness is not None:
+            table.attrs["robustness"] = self.robustness
+        return table
+
+    def roc_curves(self) -> dict[str, evaluation.RocCurve]:
+        return {r.name: evaluation.roc_points(r.y_test, r.scores) for r in self.records}
+
+    def confusions(self) -> dict[str, dict]:
+        """Each model's CNN head and first SVM (titled "PCA+SVM" even when that is the Nystroem one)."""
+        return {
+            f"{r.model} {'PCA+SVM' if r.pca else 'CNN head'}": r.metrics
+            for r in self.records
+            if r.pca or r.classifier == "cnn_head"
+        }
+
+    def explained_variance(self) -> dict[str, np.ndarray]:
+        return {r.model: r.pca.cumulative_variance for r in self.records if r.pca}
+
+    def pca_points(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {r.model: (r.pca.test_components, r.y_test) for r in self.records if r.pca}
+
+    def metrics(self) -> dict[str, float]:
+        """The run's metrics: table metrics per model and classifier, PCA rows and ARI, robustness ROC-AUCs."""
+        values = {}
+        for r in self.records:
+            if r.pca:
+                values |= {f"{r.model}_pca_fit_rows": r.pca.fit_rows, f"{r.model}_kmeans_ari": r.pca.kmeans_ari}
+            values |= {f"{r.model}_{r.classifier}_{k}": r.metrics[k] for k in TABLE_METRICS}
+        if self.robustness is not None:
+            for row in self.robustness.itertuples(index=False):
+                values[f"robustness_{row.model}_{row.perturbation}_roc_auc"] = row.roc_auc
+        return values
+
+
+def _embeddings(settings: CompareSettings, model: ResolvedModel, detector, parts: dict, digest: str):
+    """``(embeddings, head outputs, cache files)`` of every split, through the on-disk cache."""
     from deepfake_detection.embeddings import cached_extract
+
+    size = detector.config.image_size
+    embeddings, heads, files = {}, {}, []
+    for split in SPLITS:
+        cache = (
+            Path(settings.work_dir) / "embeddings" / f"{model.name}-v{model.version}-{digest}-{size}px-"
+            f"{split}-n{settings.num_samples}-s{settings.seed}.npz"
+        )
+        embeddings[split], heads[split] = cached_extract(
+            cache, detector.keras_model, settings.data, parts[split], size, settings.batch_size
+        )
+        files.append(cache)
+    return embeddings, heads, files
+
+
+def compute_comparison(
+    settings: CompareSettings, parts: dict[str, pd.DataFrame], models: list[ResolvedModel], digest: str
+) -> Comparison:
+    """Each model's CNN head and PCA + SVM classifier(s), and the robustness pass when asked for."""
     from deepfake_detection.model import load_detector
 
-    tracking.configure()
-    parts = load_splits(settings.data, settings.num_samples, settings.seed, SPLITS)
-    models = resolve_models(settings)
-    digest = tracking.dataset_digest_of(settings.data)
     y = {s: (parts[s]["label"] == "fake").to_numpy().astype(int) for s in SPLITS}
     svm = analysis.SVMSettings(
         n_components=settings.n_components, degree=settings.degree, C=settings.svm_c, seed=settings.seed
     )
     exact_runs = len(parts["train"]) <= settings.exact_max_samples
+    records, robust, files = [], [], []
+    for model in models:
+        detector = load_detector(f"models:/{model.name}/{model.version}")
+        embeddings, heads, paths = _embeddings(settings, model, detector, parts, digest)
+        files += [(model.label, path) for path in paths]
+        if settings.robustness:
+            from deepfake_detection import robustness
 
-    rows, curves, pcs, variances, confusions, robust = [], {}, {}, {}, {}, []
+            robust += robustness.evaluate(detector, parts["test"], model.label, settings.batch_size)
+        dim = embeddings["test"].shape[1]
+        records.append(cnn_head_result(model, y["test"], heads["test"], detector.config.threshold, dim))
+        # The PCA is analysed on the first SVM: the exact one where it runs, else the Nystroem one.
+        records.append(pca_svm_result(model, embeddings, y, svm, approximate=not exact_runs, analyse_pca=True))
+        if exact_runs:
+            records.append(pca_svm_result(model, embeddings, y, svm, approximate=True))
+    return Comparison(tuple(records), pd.DataFrame(robust) if robust else None, tuple(files))
+
+
+def _figures(comparison: Comparison) -> dict:
+    """File name → Figure."""
+    from deepfake_detection import plots
+
+    figures = {
+        "roc_overlay.png": plots.roc_figure(
+            comparison.roc_curves(), title="Test ROC, all models (positive class: fake)"
+        ),
+        "pca_explained_variance.png": plots.explained_variance_figure(comparison.explained_variance()),
+        "pca_scatter.png": plots.pca_scatter_figure(comparison.pca_points()),
+        "confusion_matrices.png": plots.confusion_grid_figure(comparison.confusions()),
+    }
+    if comparison.robustness is not None:
+        from deepfake_detection.robustness import robustness_figure
+
+        figures["robustness.png"] = robustness_figure(comparison.robustness)
+    return figures
+
+
+def write_and_log(comparison: Comparison, report: Path) -> None:
+    """Write the report files under ``report`` and log them, the metrics, embeddings and plots to the active run."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    for label, path in comparison.embedding_files:
+        mlflow.log_artifact(str(path), artifact_path=f"embeddings/{label}")
+    mlflow.log_metrics(comparison.metrics())
+    table = comparison.table()
+    report.mkdir(parents=True, exist_ok=True)
+    table.to_csv(report / "comparison.csv", index=False)
+    (report / "comparison.md").write_text("Positive class: fake (1). Test split.\n\n" + _markdown(table))
+    table.to_html(report / "comparison.html", index=False, float_format=lambda v: f"{v:.3f}")
+    mlflow.log_artifacts(str(report), artifact_path="report")  # the whole folder, with what earlier runs left there
+    if comparison.robustness is not None:
+        from deepfake_detection.robustness import pivot
+
+        comparison.robustness.to_csv(report / "robustness.csv", index=False)
+        (report / "robustness.md").write_text(
+            "Test ROC-AUC per perturbation (positive class: fake).\n\n"
+            + _markdown(pivot(comparison.robustness).reset_index())
+        )
+        for name in ("robustness.csv", "robustness.md"):
+            mlflow.log_artifact(str(report / name), artifact_path="report")
+    for name, figure in _figures(comparison).items():
+        mlflow.log_figure(figure, f"plots/{name}")
+        figure.savefig(report / name, dpi=100)
+        plt.close(figure)
+
+
+def run_compare(settings: CompareSettings) -> pd.DataFrame:
+    """The whole compare entry point; returns the comparison table."""
+    import mlflow
+
+    from deepfake_detection.data.pipeline import load_splits
+
+    tracking.configure()
+    parts = load_splits(settings.data, settings.num_samples, settings.seed, SPLITS)
+    models = resolve_models(settings)
+    digest = tracking.dataset_digest_of(settings.data)
     tags = {f"model.{m.label}": f"{m.name}/{m.version}" for m in models}
     with tracking.run("compare", tags={**tags, "step": "compare", "dataset_digest": digest, "positive_class": "fake"}):
         mlflow.log_params({f"compare.{k}": v for k, v in asdict(settings).items()})
-        for model in models:
-            detector = load_detector(f"models:/{model.name}/{model.version}")
-            size = detector.config.image_size
-            embeddings, heads = {}, {}
-            for split in SPLITS:
-                cache = (
-                    Path(settings.work_dir) / "embeddings" / f"{model.name}-v{model.version}-{digest}-{size}px-"
-                    f"{split}-n{settings.num_samples}-s{settings.seed}.npz"
-                )
-                embeddings[split], heads[split] = cached_extract(
-                    cache, detector.keras_model, settings.data, parts[split], size, settings.batch_size
-                )
-                mlflow.log_artifact(str(cache), artifact_path=f"embeddings/{model.label}")
-            if settings.robustness:
-                from deepfake_detection import robustness
-
-                robust.extend(robustness.evaluate(detector, parts["test"], model.label, settings.batch_size))
-            head = evaluation.binary_metrics(y["test"], heads["test"], detector.config.threshold)
-            rows.append(
-                {
-                    "model": model.label,
-                    "version": model.version,
-                    "classifier": "cnn_head",
-                    "embedding_dim": embeddings["test"].shape[1],
-                    "fit_seconds": float("nan"),
-                    **{k: head[k] for k in TABLE_METRICS},
-                }
-            )
-            curves[f"{model.label} CNN head"] = (y["test"], heads["test"])
-            confusions[f"{model.label} CNN head"] = head
-            kinds = [("pca_svm", False), ("pca_svm_nystroem", True)] if exact_runs else [("pca_svm_nystroem", True)]
-            for kind, approximate in kinds:
-                started = time.perf_counter()
-                pipeline = analysis.fit_pca_svm(embeddings["train"], y["train"], svm, approximate=approximate)
-                seconds = time.perf_counter() - started
-                threshold = evaluation.choose_threshold(y["valid"], analysis.svm_scores(pipeline, embeddings["valid"]))
-                scores = analysis.svm_scores(pipeline, embeddings["test"])
-                result = evaluation.binary_metrics(y["test"], scores, threshold)
-                rows.append(
-                    {
-                        "model": model.label,
-                        "version": model.version,
-                        "classifier": kind,
-                        "embedding_dim": embeddings["test"].shape[1],
-                        "fit_seconds": seconds,
-                        **{k: result[k] for k in TABLE_METRICS},
-                    }
-                )
-                curves[f"{model.label} PCA+SVM{' (Nystroem)' if approximate else ''}"] = (y["test"], scores)
-                if kind == kinds[0][0]:
-                    confusions[f"{model.label} PCA+SVM"] = result
-                    pca = pipeline.named_steps["pca"]
-                    variances[model.label] = np.cumsum(pca.explained_variance_ratio_)
-                    components = analysis.principal_components(pipeline, embeddings["test"])
-                    pcs[model.label] = (components[:, :2], y["test"])
-                    ari = analysis.kmeans_ari(components, y["test"], settings.seed)
-                    rows[-1]["kmeans_ari"] = ari
-                    mlflow.log_metrics(
-                        {f"{model.label}_pca_fit_rows": pca.n_samples_, f"{model.label}_kmeans_ari": ari}
-                    )
-
-        table = pd.DataFrame(rows)
-        if "kmeans_ari" not in table:
-            table["kmeans_ari"] = np.nan
-        table = table[["model", "version", "classifier", *TABLE_METRICS, "kmeans_ari", "embedding_dim", "fit_seconds"]]
-        for row in table.itertuples(index=False):
-            mlflow.log_metrics({f"{row.model}_{row.classifier}_{k}": getattr(row, k) for k in TABLE_METRICS})
-        report = Path(settings.work_dir) / "report"
-        report.mkdir(parents=True, exist_ok=True)
-        table.to_csv(report / "comparison.csv", index=False)
-        (report / "comparison.md").write_text("Positive class: fake (1). Test split.\n\n" + _markdown(table))
-        table.to_html(report / "comparison.html", index=False, float_format=lambda v: f"{v:.3f}")
-        mlflow.log_artifacts(str(report), artifact_path="report")
-        figures = {
-            "roc_overlay.png": plots.roc_figure(curves, title="Test ROC, all models (positive class: fake)"),
-            "pca_explained_variance.png": plots.explained_variance_figure(variances),
-            "pca_scatter.png": plots.pca_scatter_figure(pcs),
-            "confusion_matrices.png": plots.confusion_grid_figure(confusions),
-        }
-        if robust:
-            from deepfake_detection.robustness import pivot, robustness_figure
-
-            robust_table = pd.DataFrame(robust)
-            robust_table.to_csv(report / "robustness.csv", index=False)
-            (report / "robustness.md").write_text(
-                "Test ROC-AUC per perturbation (positive class: fake).\n\n"
-                + _markdown(pivot(robust_table).reset_index())
-            )
-            mlflow.log_artifact(str(report / "robustness.csv"), artifact_path="report")
-            mlflow.log_artifact(str(report / "robustness.md"), artifact_path="report")
-            for row in robust_table.itertuples(index=False):
-                mlflow.log_metric(f"robustness_{row.model}_{row.perturbation}_roc_auc", row.roc_auc)
-            figures["robustness.png"] = robustness_figure(robust_table)
-            table.attrs["robustness"] = robust_table
-        for name, figure in figures.items():
-            mlflow.log_figure(figure, f"plots/{name}")
-            figure.savefig(report / name, dpi=100)
-            plt.close(figure)
-    return table
+        comparison = compute_comparison(settings, parts, models, digest)
+        write_and_log(comparison, Path(settings.work_dir) / "report")
+    return comparison.table()

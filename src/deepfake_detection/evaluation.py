@@ -1,9 +1,12 @@
 """Binary detection metrics with ``fake`` (1) as the positive class.
 
-The decision threshold is chosen on ``valid`` and only applied to ``test``.
+The decision threshold is chosen on ``valid`` and only applied to ``test``. ``roc_points`` and
+``pr_points`` compute the curves that ``plots`` draws.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn import metrics as skm
@@ -79,3 +82,30 @@ def per_group_roc_auc(manifest, p_fake, column: str) -> dict[str, float]:
         if len(np.unique(y[mask])) == 2:
             result[str(group)] = float(skm.roc_auc_score(y[mask], p_fake[mask]))
     return result
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    fpr: np.ndarray
+    tpr: np.ndarray
+    auc: float
+
+
+@dataclass(frozen=True)
+class PrCurve:
+    precision: np.ndarray
+    recall: np.ndarray
+    average_precision: float
+    prevalence: float  # share of fakes: the precision of a random scorer
+
+
+def roc_points(y_true, p_fake) -> RocCurve:
+    """The ROC curve (``sklearn.metrics.roc_curve``) and its area."""
+    fpr, tpr, _ = skm.roc_curve(y_true, p_fake)
+    return RocCurve(fpr, tpr, float(skm.roc_auc_score(y_true, p_fake)))
+
+
+def pr_points(y_true, p_fake) -> PrCurve:
+    """The precision-recall curve (``sklearn.metrics.precision_recall_curve``), its AP and the chance level."""
+    precision, recall, _ = skm.precision_recall_curve(y_true, p_fake)
+    return PrCurve(precision, recall, float(skm.average_precision_score(y_true, p_fake)), float(np.mean(y_true)))

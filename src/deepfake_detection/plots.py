@@ -1,6 +1,10 @@
-"""Pure plotting functions: each returns a matplotlib Figure; callers save or log it."""
+"""Pure plotting functions that draw what was computed elsewhere (curves from
+``evaluation.roc_points`` / ``pr_points``, confusion counts, histories); each returns a
+matplotlib Figure, and callers save or log it."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import matplotlib
 
@@ -8,17 +12,17 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn import metrics as skm
+
+from deepfake_detection.evaluation import PrCurve, RocCurve
 
 POSITIVE = "fake (positive, 1)"
 
 
-def roc_figure(curves: dict[str, tuple], title: str = "ROC (positive class: fake)"):
-    """``curves``: name → (y_true, p_fake). One line per curve with its AUC."""
+def roc_figure(curves: dict[str, RocCurve], title: str = "ROC (positive class: fake)"):
+    """``curves``: name → its ROC curve. One line per curve with its AUC."""
     figure, axis = plt.subplots(figsize=(5, 5))
-    for name, (y_true, p_fake) in curves.items():
-        fpr, tpr, _ = skm.roc_curve(y_true, p_fake)
-        axis.plot(fpr, tpr, label=f"{name} (AUC {skm.roc_auc_score(y_true, p_fake):.3f})")
+    for name, curve in curves.items():
+        axis.plot(curve.fpr, curve.tpr, label=f"{name} (AUC {curve.auc:.3f})")
     axis.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axis.set(xlabel="false positive rate (real called fake)", ylabel="true positive rate (fake caught)", title=title)
     axis.legend(loc="lower right", fontsize=8)
@@ -26,18 +30,17 @@ def roc_figure(curves: dict[str, tuple], title: str = "ROC (positive class: fake
     return figure
 
 
-def pr_figure(y_true, p_fake, title: str = "Precision-recall (positive class: fake)"):
+def pr_figure(curve: PrCurve, title: str = "Precision-recall (positive class: fake)"):
     figure, axis = plt.subplots(figsize=(5, 5))
-    precision, recall, _ = skm.precision_recall_curve(y_true, p_fake)
-    axis.plot(recall, precision, label=f"AP {skm.average_precision_score(y_true, p_fake):.3f}")
-    axis.axhline(np.mean(y_true), linestyle=":", color="grey", label="chance")
+    axis.plot(curve.recall, curve.precision, label=f"AP {curve.average_precision:.3f}")
+    axis.axhline(curve.prevalence, linestyle=":", color="grey", label="chance")
     axis.set(xlabel="recall (fake)", ylabel="precision (fake)", title=title, xlim=(0, 1), ylim=(0, 1.02))
     axis.legend(loc="lower left", fontsize=8)
     figure.tight_layout()
     return figure
 
 
-def _draw_confusion(axis, m: dict, title: str, fontsize: int = 12) -> None:
+def _draw_confusion(axis, m: Mapping[str, int], title: str, fontsize: int = 12) -> None:
     """Counts ``tn, fp, fn, tp`` as a 2x2 heat map (rows true, columns predicted; fake = 1)."""
     matrix = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
     axis.imshow(matrix, cmap="Blues")
@@ -55,9 +58,10 @@ def _draw_confusion(axis, m: dict, title: str, fontsize: int = 12) -> None:
     )
 
 
-def confusion_figure(tn: int, fp: int, fn: int, tp: int, title: str = "Confusion matrix"):
+def confusion_figure(counts: Mapping[str, int], title: str = "Confusion matrix"):
+    """``counts``: ``tn, fp, fn, tp`` (e.g. ``evaluation.binary_metrics``; other keys are ignored)."""
     figure, axis = plt.subplots(figsize=(4, 4))
-    _draw_confusion(axis, {"tn": tn, "fp": fp, "fn": fn, "tp": tp}, title)
+    _draw_confusion(axis, counts, title)
     figure.tight_layout()
     return figure
 
@@ -108,7 +112,7 @@ def pca_scatter_figure(points: dict[str, tuple[np.ndarray, np.ndarray]]):
     return figure
 
 
-def confusion_grid_figure(results: dict[str, dict]):
+def confusion_grid_figure(results: dict[str, Mapping[str, int]]):
     """Test confusion matrices, one panel per model and classifier (rows true, columns predicted)."""
     count = max(1, len(results))
     columns = min(count, 4)

@@ -323,14 +323,16 @@ def _log_figure(figure, name: str) -> None:
 
 def _log_plots(name: str, fit: Fit, scores: Scores) -> None:
     """ROC (test and valid), precision-recall, confusion matrix and training curves under plots/."""
-    from deepfake_detection import plots
+    from deepfake_detection import evaluation, plots
 
-    curves = {f"{name} test": (scores.y_test, scores.p_test), f"{name} valid": (scores.y_valid, scores.p_valid)}
-    _log_figure(plots.roc_figure(curves), "roc.png")
-    _log_figure(plots.pr_figure(scores.y_test, scores.p_test), "precision_recall.png")
-    m = scores.test
+    roc = {
+        f"{name} test": evaluation.roc_points(scores.y_test, scores.p_test),
+        f"{name} valid": evaluation.roc_points(scores.y_valid, scores.p_valid),
+    }
+    _log_figure(plots.roc_figure(roc), "roc.png")
+    _log_figure(plots.pr_figure(evaluation.pr_points(scores.y_test, scores.p_test)), "precision_recall.png")
     title = f"{name} test @ threshold {scores.threshold:.3f}"
-    _log_figure(plots.confusion_figure(m["tn"], m["fp"], m["fn"], m["tp"], title=title), "confusion_matrix.png")
+    _log_figure(plots.confusion_figure(scores.test, title=title), "confusion_matrix.png")
     _log_figure(plots.training_curves_figure(fit.history, title=f"{name} final fit"), "training_curves.png")
 
 
