@@ -6,27 +6,43 @@ The decision threshold is chosen on ``valid`` and only applied to ``test``. ``ro
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize, special, stats
 from sklearn import metrics as skm
+
+log = logging.getLogger(__name__)
 
 
 def choose_threshold(y_true, p_fake) -> float:
-    """Threshold that maximises Youden's J (TPR - FPR) on the given (validation) data."""
+    """Threshold that maximises Youden's J (TPR - FPR) on the given (validation) data.
+
+    Never the ``inf`` end point of the ROC curve. When no threshold beats chance (J <= 0: a
+    constant or inverted scorer, or one class only) it falls back to 0.5 with a warning; such
+    a model is *degenerate* (:func:`is_degenerate`).
+    """
     y_true, p_fake = np.asarray(y_true), np.asarray(p_fake)
-    if len(np.unique(y_true)) < 2:
-        return 0.5
-    fpr, tpr, thresholds = skm.roc_curve(y_true, p_fake)
-    best = int(np.argmax(tpr - fpr))
-    return float(np.clip(thresholds[best], 0.0, 1.0))
+    if len(np.unique(y_true)) == 2:
+        fpr, tpr, thresholds = skm.roc_curve(y_true, p_fake)
+        j = np.where(np.isfinite(thresholds), tpr - fpr, -np.inf)
+        best = int(np.argmax(j))
+        if j[best] > 0:
+            return float(np.clip(thresholds[best], 0.0, 1.0))
+    log.warning("no threshold separates fake from real better than chance on these scores; using 0.5")
+    return 0.5
+
+
+def is_degenerate(metrics: dict) -> bool:
+    """No better than chance at its threshold on the data ``metrics`` were computed on (J <= 0)."""
+    return not metrics["youden_j"] > 0
 
 
 def equal_error_rate(y_true, p_fake) -> float:
-    """The error rate where false-positive and false-negative rates are equal."""
-    fpr, tpr, _ = skm.roc_curve(y_true, p_fake)
-    fnr = 1 - tpr
-    index = int(np.nanargmin(np.abs(fnr - fpr)))
+    """The error rate where the false-positive and false-negative rates are equal (from the DET curve)."""
+    fpr, fnr, _ = skm.det_curve(y_true, p_fake)
+    index = int(np.argmin(np.abs(fnr - fpr)))
     return float((fpr[index] + fnr[index]) / 2)
 
 
@@ -55,6 +71,7 @@ def binary_metrics(y_true, p_fake, threshold: float) -> dict[str, float]:
         "precision": float(skm.precision_score(y_true, y_pred, zero_division=0)),
         "recall": float(skm.recall_score(y_true, y_pred, zero_division=0)),
         "f1": float(skm.f1_score(y_true, y_pred, zero_division=0)),
+        "youden_j": _rate(tp, tp + fn) - _rate(fp, fp + tn),
         "roc_auc": float(skm.roc_auc_score(y_true, p_fake)) if both else float("nan"),
         "average_precision": float(skm.average_precision_score(y_true, p_fake)) if both else float("nan"),
         "eer": equal_error_rate(y_true, p_fake) if both else float("nan"),
@@ -64,6 +81,10 @@ def binary_metrics(y_true, p_fake, threshold: float) -> dict[str, float]:
         "fn": int(fn),
         "tp": int(tp),
     }
+
+
+def _rate(count, total) -> float:
+    return float(count / total) if total else 0.0
 
 
 def per_group_roc_auc(manifest, p_fake, column: str) -> dict[str, float]:
@@ -109,3 +130,119 @@ def pr_points(y_true, p_fake) -> PrCurve:
     """The precision-recall curve (``sklearn.metrics.precision_recall_curve``), its AP and the chance level."""
     precision, recall, _ = skm.precision_recall_curve(y_true, p_fake)
     return PrCurve(precision, recall, float(skm.average_precision_score(y_true, p_fake)), float(np.mean(y_true)))
+
+
+# -- 95 % intervals -----------------------------------------------------------------------
+
+INTERVAL_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "ece")
+
+
+def bootstrap_indices(y_true, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """``(n_resamples, n)`` row indices, each row a resample with replacement that keeps the
+    number of fakes and of reals (stratified), so every resample has both classes."""
+    y_true = np.asarray(y_true)
+    rng = np.random.default_rng(seed)
+    columns = [rng.choice(np.flatnonzero(y_true == c), (n_resamples, int(np.sum(y_true == c)))) for c in (0, 1)]
+    return np.concatenate(columns, axis=1)
+
+
+def _roc_auc_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each row (Mann-Whitney U from mid-ranks, ties counted half), vectorised."""
+    ranks = stats.rankdata(p, axis=1)
+    positives = y.sum(axis=1)
+    negatives = y.shape[1] - positives
+    u = (ranks * y).sum(axis=1) - positives * (positives + 1) / 2
+    return u / (positives * negatives)
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+def bootstrap_intervals(
+    y_true, p_fake, threshold: float, *, n_resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> dict[str, Interval]:
+    """Percentile intervals of :data:`INTERVAL_METRICS` over stratified bootstrap resamples of
+    the rows (fake = positive), at a fixed threshold."""
+    y_true, p_fake = np.asarray(y_true).astype(int), np.asarray(p_fake, dtype=float)
+    index = bootstrap_indices(y_true, n_resamples, seed)
+    y, p = y_true[index], p_fake[index]
+    predicted = p >= threshold
+    tp = (predicted & (y == 1)).sum(axis=1)
+    fp = (predicted & (y == 0)).sum(axis=1)
+    fn = (~predicted & (y == 1)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    samples = {
+        "accuracy": (predicted == (y == 1)).mean(axis=1),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "roc_auc": _roc_auc_rows(y, p),
+        "average_precision": np.array([skm.average_precision_score(a, b) for a, b in zip(y, p)]),
+        "eer": np.array([equal_error_rate(a, b) for a, b in zip(y, p)]),
+        "ece": np.array([expected_calibration_error(a, b) for a, b in zip(y, p)]),
+    }
+    tail = 100 * (1 - level) / 2
+    return {name: Interval(*map(float, np.percentile(v, [tail, 100 - tail]))) for name, v in samples.items()}
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """ROC-AUC of A minus that of B on the same test rows, with its bootstrap interval."""
+
+    difference: float
+    low: float
+    high: float
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def paired_roc_auc_difference(
+    y_true, p_a, p_b, *, n_resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> PairedDifference:
+    """Paired bootstrap: both scorers are scored on the same resampled rows each time, so what
+    varies is the difference itself; significant when its interval excludes 0."""
+    y_true = np.asarray(y_true).astype(int)
+    p_a, p_b = np.asarray(p_a, dtype=float), np.asarray(p_b, dtype=float)
+    index = bootstrap_indices(y_true, n_resamples, seed)
+    y = y_true[index]
+    differences = _roc_auc_rows(y, p_a[index]) - _roc_auc_rows(y, p_b[index])
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(differences, [tail, 100 - tail])
+    point = skm.roc_auc_score(y_true, p_a) - skm.roc_auc_score(y_true, p_b)
+    return PairedDifference(float(point), float(low), float(high))
+
+
+# -- calibration ---------------------------------------------------------------------------
+
+_EPSILON = 1e-7
+
+
+def fit_temperature(y_true, p_fake) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 that minimises the log loss of
+    ``sigmoid(logit(p_fake) / T)`` on the given (validation) data. Monotone: ROC-AUC unchanged."""
+    y_true = np.asarray(y_true, dtype=float)
+    logits = special.logit(np.clip(np.asarray(p_fake, dtype=float), _EPSILON, 1 - _EPSILON))
+
+    def log_loss(log_t: float) -> float:
+        z = logits / np.exp(log_t)
+        return float(np.mean(np.logaddexp(0, z) - y_true * z))
+
+    result = optimize.minimize_scalar(log_loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def apply_temperature(p_fake, temperature: float) -> np.ndarray:
+    """``sigmoid(logit(p_fake) / temperature)``, as the registered model's last layer computes it."""
+    logits = special.logit(np.clip(np.asarray(p_fake, dtype=float), _EPSILON, 1 - _EPSILON))
+    return special.expit(logits / temperature)
