@@ -184,14 +184,16 @@ def test_two_trains_registering_at_once_get_consecutive_versions_and_one_champio
     versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
     assert [str(v.version) for v in versions] == ["1", "2"]
     assert {v.run_id for v in versions} == {r.info.run_id for r in runs if r.info.run_name == "train-custom_b"}
-    best = max(versions, key=lambda v: (float(v.tags["test_roc_auc"]), -int(v.version)))
-    aliases = client.get_registered_model(name).aliases
-    assert str(aliases["champion"]) == str(best.version)
-    assert [v.current_stage for v in versions].count("Production") == 1
-    assert client.get_model_version(name, best.version).current_stage == "Production"
-    print(f"observed: versions {[(v.version, v.tags['test_roc_auc']) for v in versions]}, aliases {aliases}")
-    if str(best.version) == "1":  # the other one is the challenger
-        assert str(aliases["challenger"]) == "2" and versions[1].current_stage == "Staging"
+    best = max(versions, key=lambda v: (float(v.tags["valid_roc_auc"]), -int(v.version)))
+    aliases = {role: str(version) for role, version in client.get_registered_model(name).aliases.items()}
+    print(f"observed: versions {[(v.version, v.tags['valid_roc_auc']) for v in versions]}, aliases {aliases}")
+    expected = {"champion": str(best.version)} | ({"challenger": "2"} if str(best.version) == "1" else {})
+    assert aliases == expected  # the challenger is the newest version after the champion, if any
+    stages = {str(v.version): v.current_stage for v in client.search_model_versions(f"name = '{name}'")}
+    assert stages == {
+        str(best.version): "Production",
+        "1" if str(best.version) == "2" else "2": ("Staging" if str(best.version) == "1" else "Archived"),
+    }
 
 
 def test_many_registrations_at_once_elect_the_best_version(tracking_server, monkeypatch):
@@ -214,7 +216,7 @@ def test_many_registrations_at_once_elect_the_best_version(tracking_server, monk
     def register(score: float) -> None:
         try:
             start.wait()
-            tags = {"dataset_digest": "d", "test_roc_auc": f"{score:.6f}"}
+            tags = {"dataset_digest": "d", "valid_roc_auc": f"{score:.6f}", "test_roc_auc": f"{1 - score:.6f}"}
             client.create_model_version(name, source, run_id=run.info.run_id, tags=tags)
             registry.settle(client, "race", "d")
         except Exception as error:  # surfaced below
@@ -228,12 +230,15 @@ def test_many_registrations_at_once_elect_the_best_version(tracking_server, monk
     assert errors == []
     versions = {int(v.version): v for v in client.search_model_versions(f"name = '{name}'")}
     assert sorted(versions) == list(range(1, len(scores) + 1))  # consecutive, none lost
-    best = max(versions.values(), key=lambda v: (float(v.tags["test_roc_auc"]), -int(v.version)))
-    assert float(best.tags["test_roc_auc"]) == max(scores)
-    aliases = client.get_registered_model(name).aliases
-    assert str(aliases["champion"]) == str(best.version)
-    assert [v.current_stage for v in versions.values()].count("Production") == 1
-    assert versions[int(best.version)].current_stage == "Production"
-    if int(best.version) < len(scores):
-        assert str(aliases["challenger"]) == str(len(scores))  # the newest version after the champion
-        assert versions[len(scores)].current_stage == "Staging"
+    # Chosen on valid (test is 1 - valid here, so a choice on test would pick the worst).
+    best = max(versions.values(), key=lambda v: (float(v.tags["valid_roc_auc"]), -int(v.version)))
+    assert float(best.tags["valid_roc_auc"]) == max(scores)
+    newest = str(len(scores))
+    expected = {"champion": str(best.version)} | ({"challenger": newest} if str(best.version) != newest else {})
+    aliases = {role: str(version) for role, version in client.get_registered_model(name).aliases.items()}
+    assert aliases == expected  # the challenger is the newest version after the champion, if any
+    stages = {str(n): v.current_stage for n, v in versions.items()}
+    assert [role for role, stage in stages.items() if stage == "Production"] == [str(best.version)]
+    assert [role for role, stage in stages.items() if stage == "Staging"] == (
+        [newest] if str(best.version) != newest else []
+    )

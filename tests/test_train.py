@@ -226,38 +226,30 @@ def test_azimuthal_spectrum_finds_the_frequency_of_a_stripe_pattern():
 
 
 @pytest.mark.slow
-def test_mlflow_run_train_all_architectures(bench_dataset, tmp_path):
+def _mlflow_run_train(parameters: dict, **kwargs) -> subprocess.CompletedProcess:
+    """``mlflow run <project> -e train --env-manager local -P k=v …`` in the test's tracking store."""
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "MLFLOW_EXPERIMENT_NAME": "deepfake-detection",
     }
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "run",
-        str(PROJECT),
-        "-e",
-        "train",
-        "--env-manager",
-        "local",
-        "-P",
-        "arch=all",
-        "-P",
-        f"data={bench_dataset}",
-        "-P",
-        "image_size=32",
-        "-P",
-        "epochs=1",
-        "-P",
-        "tuner=none",
-        "-P",
-        "num_samples=8",
-        "-P",
-        f"work_dir={tmp_path / 'outputs'}",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    command = [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", "train", "--env-manager", "local"]
+    for name, value in parameters.items():
+        command += ["-P", f"{name}={value}"]
+    return subprocess.run(command, env=env, timeout=900, **kwargs)
+
+
+def test_mlflow_run_train_all_architectures(bench_dataset, tmp_path):
+    parameters = {
+        "arch": "all",
+        "data": bench_dataset,
+        "image_size": 32,
+        "epochs": 1,
+        "tuner": "none",
+        "num_samples": 8,
+        "work_dir": tmp_path / "outputs",
+    }
+    result = _mlflow_run_train(parameters, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient()
     for name in ARCHITECTURES:
@@ -320,7 +312,14 @@ def test_train_killed_mid_search_and_mid_fit_resumes_and_leaves_no_orphans(bench
     assert client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")  # left behind by the kills
     assert client.search_registered_models() == []
 
-    third = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=600)
+    # The third goes through `mlflow run`, which resumes a project run it made: orphans are reaped there too.
+    options = dict(zip(command[5::2], command[6::2]))
+    third = _mlflow_run_train(
+        {option.removeprefix("--").replace("-", "_"): value for option, value in options.items()},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     assert third.returncode == 0, (tmp_path / "train.log").read_text()[-3000:]
     runs = client.search_runs([experiment.experiment_id])
     assert not [r for r in runs if r.info.status == "RUNNING"]
@@ -415,32 +414,3 @@ def test_multi_worker_mirrored_strategy_fits_across_two_processes(tmp_path):
             raise RuntimeError(output[-3000:])
     assert [w.returncode for w in workers] == [0, 0], outputs[0][-1500:]
     assert all("fit finished" in output for output in outputs)
-
-
-def test_the_champion_election_rules(tmp_path):
-    """Best test ROC-AUC on the champion's data wins (earliest on a tie); challenger = newest after it;
-    a champion promoted by hand holds until a later version beats it; other data never takes over."""
-    client = MlflowClient()
-    name = registry.registered_name("rules")
-    client.create_registered_model(name)
-
-    def register(score: float, digest: str = "d") -> tuple[str, str]:
-        tags = {"dataset_digest": digest, "test_roc_auc": f"{score:.6f}"}
-        version = client.create_model_version(name, (tmp_path / "model").as_uri(), tags=tags)
-        return str(version.version), registry.settle(client, "rules", digest)
-
-    def state() -> dict:
-        return {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
-
-    assert register(0.60) == ("1", "1") and state() == {"champion": "1"}
-    assert register(0.50) == ("2", "1") and state() == {"champion": "1", "challenger": "2"}
-    assert register(0.70) == ("3", "3") and state() == {"champion": "3", "challenger": "2"}
-    assert register(0.70) == ("4", "3")  # a tie keeps the earlier version
-    assert client.get_model_version(name, "1").current_stage == "Archived"
-    registry.promote("rules", 2, "champion", by_hand=True)  # a person prefers version 2 (0.50)
-    assert register(0.55) == ("5", "5")  # beats the hand-picked 0.50; versions 3 and 4 no longer count
-    assert register(0.52) == ("6", "5") and state() == {"champion": "5", "challenger": "6"}
-    assert register(0.99, digest="other") == ("7", "5")  # other data: only by hand
-    assert state() == {"champion": "5", "challenger": "7"}
-    stages = {str(v.version): v.current_stage for v in client.search_model_versions(f"name = '{name}'")}
-    assert list(stages.values()).count("Production") == 1 and stages["5"] == "Production" and stages["7"] == "Staging"

@@ -46,17 +46,34 @@ def equal_error_rate(y_true, p_fake) -> float:
     return float((fpr[index] + fnr[index]) / 2)
 
 
-def expected_calibration_error(y_true, p_fake, bins: int = 10) -> float:
-    """Weighted mean gap between confidence and accuracy over equal-width probability bins."""
+@dataclass(frozen=True)
+class Reliability:
+    """Per equal-width bin of p_fake (empty bins left out): mean p_fake, share of fakes, rows."""
+
+    mean_p_fake: np.ndarray
+    fraction_fake: np.ndarray
+    count: np.ndarray
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error: the row-weighted mean gap between the two."""
+        gaps = np.abs(self.mean_p_fake - self.fraction_fake)
+        return float(np.sum(self.count * gaps) / np.sum(self.count)) if len(self.count) else 0.0
+
+
+def reliability_points(y_true, p_fake, bins: int = 10) -> Reliability:
     y_true, p_fake = np.asarray(y_true, dtype=float), np.asarray(p_fake, dtype=float)
-    edges = np.linspace(0, 1, bins + 1)
-    index = np.clip(np.digitize(p_fake, edges[1:-1]), 0, bins - 1)
-    error = 0.0
-    for b in range(bins):
-        mask = index == b
-        if mask.any():
-            error += mask.mean() * abs(p_fake[mask].mean() - y_true[mask].mean())
-    return float(error)
+    index = np.clip(np.digitize(p_fake, np.linspace(0, 1, bins + 1)[1:-1]), 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    used = count > 0
+    mean_p = np.bincount(index, weights=p_fake, minlength=bins)[used] / count[used]
+    fraction = np.bincount(index, weights=y_true, minlength=bins)[used] / count[used]
+    return Reliability(mean_p, fraction, count[used])
+
+
+def expected_calibration_error(y_true, p_fake, bins: int = 10) -> float:
+    """Weighted mean gap between confidence (mean p_fake) and the share of fakes over equal-width bins."""
+    return reliability_points(y_true, p_fake, bins).ece
 
 
 def binary_metrics(y_true, p_fake, threshold: float) -> dict[str, float]:
@@ -88,18 +105,21 @@ def _rate(count, total) -> float:
 
 
 def per_group_roc_auc(manifest, p_fake, column: str) -> dict[str, float]:
-    """ROC-AUC of every group of fakes in ``column`` (e.g. generator, source) against the reals
-    of the same rows' source; groups with one class only are skipped."""
+    """ROC-AUC of every group in ``column`` (e.g. generator, source, level): the group's fakes
+    against the reals of the same source(s); groups that leave one class only are skipped.
+
+    Reals have no generator or level (""), so a generator's or level's fakes are compared with
+    the reals they were mixed with (e.g. ciplab "hard" fakes against ciplab reals); for
+    ``source`` the group already holds both classes.
+    """
     result = {}
     y = (manifest["label"] == "fake").to_numpy().astype(int)
     p_fake = np.asarray(p_fake)
-    reals = y == 0
+    sources = manifest["source"].to_numpy()
     for group in sorted(set(manifest[column]) - {""}):
         in_group = (manifest[column] == group).to_numpy()
-        if column == "generator":  # generator is empty for real images: compare with all reals
-            mask = in_group | reals
-        else:
-            mask = in_group
+        same_source_reals = (y == 0) & np.isin(sources, np.unique(sources[in_group]))
+        mask = in_group | same_source_reals
         if len(np.unique(y[mask])) == 2:
             result[str(group)] = float(skm.roc_auc_score(y[mask], p_fake[mask]))
     return result

@@ -36,6 +36,7 @@ class DetectorConfig:
     class_names: tuple[str, str] = ("real", "fake")  # index = label id; fake = 1 is positive
     positive_class: str = "fake"
     dataset_digest: str = ""
+    temperature: float = 1.0  # calibration on valid, already applied by the model's last layer
 
 
 def usable_bytes(blob: bytes) -> bytes:

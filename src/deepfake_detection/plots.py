@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from deepfake_detection.evaluation import PrCurve, RocCurve
+from deepfake_detection.evaluation import PrCurve, Reliability, RocCurve
 
 POSITIVE = "fake (positive, 1)"
 
@@ -124,5 +124,17 @@ def confusion_grid_figure(results: dict[str, Mapping[str, int]]):
         axis.axis("on")
         _draw_confusion(axis, m, name, fontsize=10)
         axis.title.set_fontsize(9)
+    figure.tight_layout()
+    return figure
+
+
+def reliability_figure(curves: dict[str, Reliability], title: str = "Reliability (positive class: fake)"):
+    """Share of fakes against mean p_fake per bin, one line per curve with its ECE; the diagonal is perfect."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+    for name, curve in curves.items():
+        axis.plot(curve.mean_p_fake, curve.fraction_fake, marker="o", label=f"{name} (ECE {curve.ece:.3f})")
+    axis.set(xlabel="mean p_fake in bin", ylabel="share of fakes in bin", xlim=(0, 1), ylim=(0, 1), title=title)
+    axis.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     return figure

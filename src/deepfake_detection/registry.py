@@ -1,8 +1,10 @@
 """The Model Registry: register a detector, elect its champion and challenger, promote by hand.
 
 Every architecture has one registered model, ``deepfake-<arch>``. Its versions carry tags
-(architecture, dataset digest, test ROC-AUC, run) from which the election below decides which
-version is ``champion`` (stage ``Production``) and which ``challenger`` (stage ``Staging``).
+(architecture, dataset digest, valid and test ROC-AUC, degenerate, run) from which the election
+below decides which version is ``champion`` (stage ``Production``) and which ``challenger``
+(stage ``Staging``). The election reads ``valid`` only: test numbers are reported, never used
+to choose.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ STAGES = {CHAMPION: "Production", CHALLENGER: "Staging"}
 # Registered-model tags left by a promotion by hand: the version a person made champion, and the
 # newest version then; elections afterwards weigh only the first and versions after the second.
 HAND_PICKED, HAND_PICKED_AMONG = "champion_promoted_by_hand", "champion_promoted_by_hand_among"
+VALID_SCORE = "valid_roc_auc"  # the version tag the election compares
 
 
 def registered_name(architecture: str) -> str:
@@ -29,7 +32,7 @@ def registered_name(architecture: str) -> str:
 class Election:
     """The registry state the election asks for: a champion and, if any, a challenger."""
 
-    champion: str
+    champion: str | None
     challenger: str | None
 
 
@@ -39,11 +42,14 @@ def elect(
     """The README's rule, as a function of the versions alone (``ModelVersion`` objects).
 
     - Candidates: the versions on the current champion's dataset digest (on ``dataset_digest``
-      when there is no champion yet) that carry a test ROC-AUC; after a promotion by hand, only
-      the version picked and the versions newer than the newest one at that time.
-    - Champion: the candidate with the best test ROC-AUC, the earliest on a tie. The current
+      when there is no champion yet) that carry a valid ROC-AUC and are not degenerate (no
+      better than chance on valid); after a promotion by hand, only the version picked and
+      the versions newer than the newest one at that time.
+    - Champion: the candidate with the best **valid** ROC-AUC, the earliest on a tie. The current
       champion always takes part, even unscored (a person may have promoted it by hand).
-    - Challenger: the newest version after the champion, if any.
+      No candidate, no champion.
+    - Challenger: the newest version after the champion (the newest of all when there is no
+      champion), if any; no version holds the alias otherwise.
     """
     by_number = {str(v.version): v for v in versions}
     champion = by_number.get(current_champion or "")
@@ -52,19 +58,35 @@ def elect(
         v
         for v in versions
         if v.tags.get("dataset_digest") == digest
-        and "test_roc_auc" in v.tags
+        and VALID_SCORE in v.tags
+        and v.tags.get("degenerate") != "true"
         and (str(v.version) == hand_picked or int(v.version) > among)
     ]
     if champion is not None:
         candidates.append(champion)
-    best = max(candidates, key=lambda v: (float(v.tags.get("test_roc_auc", "-inf")), -int(v.version)))
+    if not candidates:
+        newest = max((int(v.version) for v in versions), default=None)
+        return Election(champion=None, challenger=None if newest is None else str(newest))
+    best = max(candidates, key=lambda v: (float(v.tags.get(VALID_SCORE, "-inf")), -int(v.version)))
     newer = [int(v.version) for v in versions if int(v.version) > int(best.version)]
     return Election(champion=str(best.version), challenger=str(max(newer)) if newer else None)
 
 
-def register(model_uri: str, architecture: str, metrics: dict, dataset_digest: str, run_id: str) -> tuple[str, str]:
+def register(
+    model_uri: str,
+    architecture: str,
+    *,
+    dataset_digest: str,
+    run_id: str,
+    valid: dict,
+    test: dict,
+    degenerate: bool = False,
+) -> tuple[str, str]:
     """Register ``model_uri`` as ``deepfake-<arch>`` and hold the election; undo the version on failure.
 
+    ``valid`` / ``test``: the version's metrics (``roc_auc`` from each, and the test interval's
+    ``roc_auc_ci_low`` / ``roc_auc_ci_high`` when present, are kept as tags). A ``degenerate``
+    version (no better than chance on valid) is registered but never elected champion.
     Returns ``(version, role)``, role ``champion`` or ``challenger``.
     """
     import mlflow
@@ -76,7 +98,10 @@ def register(model_uri: str, architecture: str, metrics: dict, dataset_digest: s
         "architecture": architecture,
         "dataset_digest": dataset_digest,
         "positive_class": "fake",
-        "test_roc_auc": f"{metrics['roc_auc']:.6f}",
+        VALID_SCORE: f"{valid['roc_auc']:.6f}",
+        "test_roc_auc": f"{test['roc_auc']:.6f}",
+        **{f"test_{k}": f"{test[k]:.6f}" for k in ("roc_auc_ci_low", "roc_auc_ci_high") if k in test},
+        "degenerate": str(bool(degenerate)).lower(),
         "run_id": run_id,
     }
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
@@ -88,8 +113,8 @@ def register(model_uri: str, architecture: str, metrics: dict, dataset_digest: s
     return version, CHAMPION if champion == version else CHALLENGER
 
 
-def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> str:
-    """Bring the registry to the :func:`elect` state; return the champion's version.
+def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> str | None:
+    """Bring the registry to the :func:`elect` state; return the champion's version (``None``: none).
 
     Each process ends with a read confirming that state for every version it sees; a version
     created after that read belongs to a process that reads (and corrects) later, and both
@@ -115,13 +140,17 @@ def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> 
         wrong = [
             (role, version)
             for role, version in ((CHAMPION, election.champion), (CHALLENGER, election.challenger))
-            if version is not None and (aliases.get(role) != version or stages[version] != STAGES[role])
+            if (version is None and role in aliases)
+            or (version is not None and (aliases.get(role) != version or stages[version] != STAGES[role]))
         ]
         if not wrong:
             return election.champion
         try:
             for role, version in wrong:
-                promote(architecture, version, role)
+                if version is None:
+                    retire(client, name, role, aliases[role])
+                else:
+                    promote(architecture, version, role)
         except MlflowException as error:  # e.g. two processes setting one alias at once: read again
             last_error = error
         time.sleep(random.uniform(0.02, 0.2))
@@ -147,10 +176,18 @@ def promote(architecture: str, version: str | int, role: str, by_hand: bool = Fa
     with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still supported
         warnings.simplefilter("ignore", FutureWarning)
         client.set_registered_model_alias(name, role, str(version))
-        client.transition_model_version_stage(
-            name, str(version), STAGES[role], archive_existing_versions=role == CHAMPION
-        )
+        # One version per stage: the one there before is archived.
+        client.transition_model_version_stage(name, str(version), STAGES[role], archive_existing_versions=True)
     if by_hand and role == CHAMPION:
         newest = max(int(v.version) for v in client.search_model_versions(f"name='{name}'", max_results=10000))
         client.set_registered_model_tag(name, HAND_PICKED, str(version))
         client.set_registered_model_tag(name, HAND_PICKED_AMONG, str(newest))
+
+
+def retire(client, name: str, role: str, version: str) -> None:
+    """Take ``role``'s alias away from ``version`` and archive it (the election left the role empty)."""
+    client.delete_registered_model_alias(name, role)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        if client.get_model_version(name, version).current_stage == STAGES[role]:
+            client.transition_model_version_stage(name, version, "Archived")

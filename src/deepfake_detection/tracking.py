@@ -75,7 +75,8 @@ def run(name: str, experiment: str = EXPERIMENT_NAME, tags: dict | None = None) 
     """Start a run, nested under the active one if any.
 
     Under ``mlflow run`` the project run is already created (``MLFLOW_RUN_ID``) and is
-    resumed as the outermost run, in whatever experiment ``mlflow run`` chose.
+    resumed as the outermost run, in whatever experiment ``mlflow run`` chose. Either way, a
+    new outermost run first marks FAILED the runs that dead processes left RUNNING there.
     """
     import mlflow
 
@@ -86,6 +87,7 @@ def run(name: str, experiment: str = EXPERIMENT_NAME, tags: dict | None = None) 
             yield active
         return
     if os.environ.get("MLFLOW_RUN_ID"):
+        fail_orphans(mlflow.get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id)
         with mlflow.start_run(tags=tags) as active:
             yield active
         return

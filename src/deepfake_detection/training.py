@@ -39,9 +39,11 @@ class ArchitectureResult:
     version: str
     role: str
     threshold: float
+    valid: dict
     test: dict
     train_images_per_second: float
     best_hyperparameters: dict
+    degenerate: bool
 
 
 def check_settings(settings: TrainSettings) -> list[str]:
@@ -60,10 +62,33 @@ def check_settings(settings: TrainSettings) -> list[str]:
     return names
 
 
+# Every setting that changes what a trial scores; a study resumes only under all of them.
+STUDY_KEYS = (
+    "image_size",
+    "seed",
+    "augment",
+    "tuner",
+    "epochs",
+    "batch_size",
+    "weights",
+    "executions_per_trial",
+    "num_samples",
+)
+
+
 def study_dir(name: str, settings: TrainSettings, digest: str) -> Path:
-    """The working folder of one search and fit (tuner state, checkpoints); its name is the study."""
-    augment_tag = f"-aug{settings.augment:g}" if settings.augment >= 0 else ""
-    return Path(settings.work_dir) / f"{name}-{digest}-{settings.image_size}px-seed{settings.seed}{augment_tag}"
+    """The working folder of one search and fit (tuner state, checkpoints); its name is the study.
+
+    Keyed on the architecture, the dataset digest and every setting in :data:`STUDY_KEYS`, so a
+    ``train`` with other epochs, tuner, batch size… starts a new study instead of mixing trials
+    scored under different settings; ``max_trials`` is not in it (more trials extend a study).
+    """
+    import hashlib
+    import json
+
+    key = json.dumps({k: getattr(settings, k) for k in STUDY_KEYS}, sort_keys=True)
+    tag = hashlib.sha256(key.encode()).hexdigest()[:10]
+    return Path(settings.work_dir) / f"{name}-{digest}-{settings.image_size}px-{tag}"
 
 
 @dataclass
@@ -187,15 +212,26 @@ class Fit:
 
 @dataclass
 class Scores:
-    """p_fake on valid and test, the threshold chosen on valid, and the metrics at it (fake = 1)."""
+    """Calibrated p_fake on valid and test (the network's own output as ``raw_*``), the temperature
+    and threshold chosen on valid, and the metrics at that threshold (fake = 1). ``test`` holds
+    each interval metric's 95 % bootstrap interval as ``<metric>_ci_low`` / ``<metric>_ci_high``."""
 
     y_valid: np.ndarray
     p_valid: np.ndarray
+    raw_valid: np.ndarray
     y_test: np.ndarray
     p_test: np.ndarray
+    raw_test: np.ndarray
+    temperature: float
     threshold: float
     valid: dict
     test: dict
+
+    @property
+    def degenerate(self) -> bool:
+        from deepfake_detection.evaluation import is_degenerate
+
+        return is_degenerate(self.valid)
 
 
 def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: str) -> ArchitectureResult:
@@ -211,25 +247,52 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
     best = search_hyperparameters(search, strategy)
     fit = final_fit(search, best, strategy)
     scores = evaluate(fit.model, search)
+    if scores.degenerate:
+        log.warning("%s is no better than chance on valid: registered, never champion (tag degenerate=true)", name)
+    mlflow.set_tag("degenerate", str(scores.degenerate).lower())
     _log_metrics(search, fit, scores)
     _log_plots(name, fit, scores)
     _log_predictions(search.parts["test"], scores)
-    model_uri = _log_model(search, fit.model, scores.threshold)
+    model_uri = _log_model(search, fit.model, scores)
     run_id = mlflow.active_run().info.run_id
-    version, role = registry.register(model_uri, name, scores.test, digest, run_id)
+    version, role = registry.register(
+        model_uri,
+        name,
+        dataset_digest=digest,
+        run_id=run_id,
+        valid=scores.valid,
+        test=scores.test,
+        degenerate=scores.degenerate,
+    )
     mlflow.set_tags({"registered_model": registry.registered_name(name), "model_version": version, "role": role})
     return ArchitectureResult(
-        name, run_id, model_uri, version, role, scores.threshold, scores.test, fit.images_per_second, dict(best.values)
+        name,
+        run_id,
+        model_uri,
+        version,
+        role,
+        scores.threshold,
+        scores.valid,
+        scores.test,
+        fit.images_per_second,
+        dict(best.values),
+        scores.degenerate,
     )
 
 
 def search_hyperparameters(search: Search, strategy) -> kt.HyperParameters:
     """The best hyperparameters of the (resumed) search; the fixed ones alone with ``--tuner none``
     (the final build then registers every other hyperparameter with its default)."""
+    import mlflow
+
     from deepfake_detection import tuning
 
     if search.settings.tuner == "none":
         return search.fixed
+    resumed = (search.run_dir / "tuner" / "search" / "oracle.json").exists()
+    study = search.run_dir.name
+    print(f"{search.name}: {'resuming' if resumed else 'new'} study {study} in {search.run_dir.parent}")
+    mlflow.set_tags({"study": study, "study_resumed": str(resumed).lower()})
     return tuning.search(search.tuner(strategy), search.valid, search.settings.epochs)
 
 
@@ -274,21 +337,32 @@ def _labels(rows) -> np.ndarray:
 
 
 def evaluate(model: keras.Model, search: Search) -> Scores:
-    """Score valid and test; choose the threshold on valid, never on test."""
+    """Score valid and test; calibrate (temperature scaling) and choose the threshold on valid,
+    never on test; 95 % bootstrap intervals of the test metrics."""
     from deepfake_detection import evaluation
 
-    p_valid = model.predict(search.valid, verbose=0).reshape(-1)
-    p_test = model.predict(search.test, verbose=0).reshape(-1)
+    raw_valid = model.predict(search.valid, verbose=0).reshape(-1)
+    raw_test = model.predict(search.test, verbose=0).reshape(-1)
     y_valid, y_test = _labels(search.parts["valid"]), _labels(search.parts["test"])
+    temperature = evaluation.fit_temperature(y_valid, raw_valid)
+    p_valid = evaluation.apply_temperature(raw_valid, temperature)
+    p_test = evaluation.apply_temperature(raw_test, temperature)
     threshold = evaluation.choose_threshold(y_valid, p_valid)
+    test = evaluation.binary_metrics(y_test, p_test, threshold)
+    intervals = evaluation.bootstrap_intervals(y_test, p_test, threshold, seed=search.settings.seed)
+    for metric, interval in intervals.items():
+        test |= {f"{metric}_ci_low": interval.low, f"{metric}_ci_high": interval.high}
     return Scores(
         y_valid,
         p_valid,
+        raw_valid,
         y_test,
         p_test,
+        raw_test,
+        temperature,
         threshold,
         valid=evaluation.binary_metrics(y_valid, p_valid, threshold),
-        test=evaluation.binary_metrics(y_test, p_test, threshold),
+        test=test,
     )
 
 
@@ -300,6 +374,9 @@ def _log_metrics(search: Search, fit: Fit, scores: Scores) -> None:
     mlflow.log_metrics(
         {
             "threshold": scores.threshold,
+            "temperature": scores.temperature,
+            "valid_ece_uncalibrated": evaluation.expected_calibration_error(scores.y_valid, scores.raw_valid),
+            "test_ece_uncalibrated": evaluation.expected_calibration_error(scores.y_test, scores.raw_test),
             "train_images_per_second": fit.images_per_second,
             "train_seconds": fit.seconds,
             "epochs_run": fit.epochs_run,
@@ -334,6 +411,11 @@ def _log_plots(name: str, fit: Fit, scores: Scores) -> None:
     title = f"{name} test @ threshold {scores.threshold:.3f}"
     _log_figure(plots.confusion_figure(scores.test, title=title), "confusion_matrix.png")
     _log_figure(plots.training_curves_figure(fit.history, title=f"{name} final fit"), "training_curves.png")
+    reliability = {
+        "before calibration": evaluation.reliability_points(scores.y_test, scores.raw_test),
+        f"after (temperature {scores.temperature:.2f})": evaluation.reliability_points(scores.y_test, scores.p_test),
+    }
+    _log_figure(plots.reliability_figure(reliability, title=f"{name} test reliability"), "reliability.png")
 
 
 def _log_predictions(rows, scores: Scores) -> None:
@@ -348,15 +430,21 @@ def _log_predictions(rows, scores: Scores) -> None:
     mlflow.log_table(predictions, "predictions/test.json")
 
 
-def _log_model(search: Search, model: keras.Model, threshold: float) -> str:
-    """Log the self-contained pyfunc detector; returns its model URI."""
+def _log_model(search: Search, model: keras.Model, scores: Scores) -> str:
+    """Log the self-contained pyfunc detector, calibrated; returns its model URI."""
+    from deepfake_detection.architectures import calibrated
     from deepfake_detection.model import DetectorConfig, log_detector
 
     settings = search.settings
     example = (Path(settings.data) / search.parts["test"]["path"].iloc[0]).read_bytes()
     config = DetectorConfig(
-        architecture=search.name, image_size=settings.image_size, threshold=threshold, dataset_digest=search.digest
+        architecture=search.name,
+        image_size=settings.image_size,
+        threshold=scores.threshold,
+        dataset_digest=search.digest,
+        temperature=scores.temperature,
     )
+    model = calibrated(model, scores.temperature)
     return log_detector(model, config, example, search.run_dir / "model").model_uri
 
 

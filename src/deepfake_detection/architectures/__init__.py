@@ -1,6 +1,14 @@
 """Registry of architectures: name → keras-tuner HyperModel, each with an ``embedding`` layer."""
 
-from deepfake_detection.architectures.base import EMBEDDING_LAYER, OUTPUT_LAYER, Architecture, Preprocess, WeightsError
+from deepfake_detection.architectures.base import (
+    EMBEDDING_LAYER,
+    OUTPUT_LAYER,
+    Architecture,
+    Preprocess,
+    TemperatureScaling,
+    WeightsError,
+    calibrated,
+)
 from deepfake_detection.architectures.families import ARCHITECTURES, get_architecture, parse_architectures
 
 __all__ = [
@@ -9,7 +17,9 @@ __all__ = [
     "OUTPUT_LAYER",
     "Architecture",
     "Preprocess",
+    "TemperatureScaling",
     "WeightsError",
+    "calibrated",
     "get_architecture",
     "parse_architectures",
 ]

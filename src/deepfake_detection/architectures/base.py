@@ -39,6 +39,28 @@ class Preprocess(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+@keras.saving.register_keras_serializable(package="deepfake_detection")
+class TemperatureScaling(keras.layers.Layer):
+    """``sigmoid(logit(p) / temperature)``: the calibration fit on ``valid``, saved with the model."""
+
+    def __init__(self, temperature: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.temperature = float(temperature)
+
+    def call(self, p_fake):
+        p_fake = keras.ops.clip(p_fake, 1e-7, 1 - 1e-7)
+        return keras.ops.sigmoid((keras.ops.log(p_fake) - keras.ops.log1p(-p_fake)) / self.temperature)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+def calibrated(model: keras.Model, temperature: float) -> keras.Model:
+    """``model`` with :class:`TemperatureScaling` on its ``p_fake`` output (same layers and weights)."""
+    output = TemperatureScaling(temperature, name="calibrated_p_fake", dtype="float32")(model.outputs[0])
+    return keras.Model(model.inputs, output, name=model.name)
+
+
 class Architecture(kt.HyperModel):
     """A keras-tuner HyperModel for one architecture.
 

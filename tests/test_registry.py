@@ -1,0 +1,116 @@
+"""The champion/challenger election: the README's rule as a table, on the pure function and
+on a real (SQLite) Model Registry."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from mlflow import MlflowClient
+
+from deepfake_detection import registry
+
+
+def _version(number: int, valid: float | None, digest: str = "d", degenerate: bool = False):
+    tags = {"dataset_digest": digest, "degenerate": str(degenerate).lower()}
+    if valid is not None:
+        tags["valid_roc_auc"] = f"{valid:.6f}"
+        tags["test_roc_auc"] = f"{1 - valid:.6f}"  # opposite order: choosing on test would show
+    return SimpleNamespace(version=str(number), tags=tags)
+
+
+# (case, valid scores of versions 1.., current champion, hand-picked, among, expected champion, challenger)
+ELECTIONS = [
+    ("first version", [0.6], None, "", 0, "1", None),
+    ("worse newer version is the challenger", [0.6, 0.5], "1", "", 0, "1", "2"),
+    ("better newer version takes over; no stale challenger", [0.6, 0.5, 0.7], "1", "", 0, "3", None),
+    ("tie keeps the earlier version", [0.6, 0.7, 0.7], "2", "", 0, "2", "3"),
+    ("chosen on valid, not test", [0.9, 0.8], None, "", 0, "1", "2"),
+    ("hand-picked holds against older better ones", [0.6, 0.5, 0.7], "2", "2", 3, "2", "3"),
+    ("hand-picked loses to a later better one", [0.6, 0.5, 0.7, 0.55], "2", "2", 3, "4", None),
+    ("hand-picked beats a later worse one", [0.6, 0.5, 0.7, 0.45], "2", "2", 3, "2", "4"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "scores", "champion", "picked", "among", "expected", "challenger"),
+    ELECTIONS,
+    ids=[e[0] for e in ELECTIONS],
+)
+def test_election_table(case, scores, champion, picked, among, expected, challenger):
+    versions = [_version(i + 1, score) for i, score in enumerate(scores)]
+    election = registry.elect(versions, champion, dataset_digest="d", hand_picked=picked, among=among)
+    assert election == registry.Election(champion=expected, challenger=challenger)
+
+
+def test_election_other_data_and_degenerate_versions():
+    other = [_version(1, 0.6), _version(2, 0.99, digest="other")]
+    assert registry.elect(other, "1", dataset_digest="other") == registry.Election("1", "2")  # only by hand
+    degenerate = [_version(1, 0.5, degenerate=True), _version(2, 0.4, degenerate=True)]
+    assert registry.elect(degenerate, None, dataset_digest="d") == registry.Election(None, "2")  # no champion
+    after = [*degenerate, _version(3, 0.55)]
+    assert registry.elect(after, None, dataset_digest="d") == registry.Election("3", None)
+    unscored = [_version(1, None)]  # promoted by hand without scores: it stays champion
+    assert registry.elect(unscored, "1", dataset_digest="d") == registry.Election("1", None)
+
+
+def test_the_registry_follows_the_election(tmp_path):
+    """The same rule on a real registry: aliases, one version per stage, hand promotion, degenerate."""
+    client = MlflowClient()
+    name = registry.registered_name("rules")
+    client.create_registered_model(name)
+
+    def register(valid: float, digest: str = "d", degenerate: bool = False) -> tuple[str, str | None]:
+        tags = _version(0, valid, digest, degenerate).tags
+        version = client.create_model_version(name, (tmp_path / "model").as_uri(), tags=tags)
+        return str(version.version), registry.settle(client, "rules", digest)
+
+    def state() -> tuple[dict, dict]:
+        aliases = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+        stages = {str(v.version): v.current_stage for v in client.search_model_versions(f"name = '{name}'")}
+        return aliases, {stage: sorted(n for n, s in stages.items() if s == stage) for stage in set(stages.values())}
+
+    # (valid score, digest, degenerate, version, champion after, aliases after, versions per stage after)
+    steps = [
+        (0.50, "d", True, "1", None, {"challenger": "1"}, {"Staging": ["1"]}),
+        (0.60, "d", False, "2", "2", {"champion": "2"}, {"Archived": ["1"], "Production": ["2"]}),
+        (
+            0.55,
+            "d",
+            False,
+            "3",
+            "2",
+            {"champion": "2", "challenger": "3"},
+            {"Archived": ["1"], "Production": ["2"], "Staging": ["3"]},
+        ),
+        (0.70, "d", False, "4", "4", {"champion": "4"}, {"Archived": ["1", "2", "3"], "Production": ["4"]}),
+        (
+            0.65,
+            "d",
+            False,
+            "5",
+            "4",
+            {"champion": "4", "challenger": "5"},
+            {"Archived": ["1", "2", "3"], "Production": ["4"], "Staging": ["5"]},
+        ),
+        (
+            0.99,
+            "other",
+            False,
+            "6",
+            "4",
+            {"champion": "4", "challenger": "6"},
+            {"Archived": ["1", "2", "3", "5"], "Production": ["4"], "Staging": ["6"]},
+        ),
+    ]
+    for valid, digest, degenerate, version, champion, aliases, stages in steps:
+        assert register(valid, digest, degenerate) == (version, champion), version
+        assert state() == (aliases, stages), version
+
+    registry.promote("rules", 3, "champion", by_hand=True)  # a person prefers version 3 (0.55)
+    assert register(0.58) == ("7", "7")  # beats the hand-picked 0.55; versions 4 and 5 no longer count
+    assert register(0.56) == ("8", "7")
+    aliases, stages = state()
+    assert (
+        aliases == {"champion": "7", "challenger": "8"} and stages["Production"] == ["7"] and stages["Staging"] == ["8"]
+    )
