@@ -36,7 +36,15 @@ def main() -> None:
             for seed in (int(s) for s in args.seeds.split(",")):
                 output = Path(folder) / f"d{difficulty}-s{seed}"
                 started = time.perf_counter()
-                prepare_bench(output, args.image_size, args.num_images, difficulty, seed, progress=False, check=False)
+                prepare_bench(
+                    output,
+                    image_size=args.image_size,
+                    num_images=args.num_images,
+                    difficulty=difficulty,
+                    seed=seed,
+                    progress=False,
+                    check=False,
+                )
                 seconds = time.perf_counter() - started
                 checks = check_dataset(output)
                 print(

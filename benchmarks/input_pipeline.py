@@ -43,7 +43,7 @@ def pil_loop(files, image_size: int, batch_size: int) -> int:
 def tf_pipeline(root, split: str, image_size: int, batch_size: int) -> int:
     from deepfake_detection.data.pipeline import make_dataset
 
-    dataset = make_dataset(root, split, image_size, batch_size=batch_size, cache=False)
+    dataset = make_dataset(root, split, image_size=image_size, batch_size=batch_size, cache=False)
     return sum(int(x.shape[0]) for x, _ in dataset)
 
 
@@ -82,7 +82,7 @@ def main() -> None:
 
     tf_pipeline(root, args.split, args.image_size, args.batch_size)  # warm-up: graph tracing, OS file cache
     pil_loop(files, args.image_size, args.batch_size)
-    cached = make_dataset(root, args.split, args.image_size, batch_size=args.batch_size, cache=True)
+    cached = make_dataset(root, args.split, image_size=args.image_size, batch_size=args.batch_size, cache=True)
     cached_epoch(cached)  # the first epoch fills the in-memory cache
     results: dict[str, list[float]] = {
         "tf.data (decode every epoch)": [],

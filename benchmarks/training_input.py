@@ -98,7 +98,10 @@ def main() -> None:
     labels = rows["label"].map(LABELS).to_numpy(np.float32)
     size, batch = args.image_size, args.batch_size
     in_memory = np.stack(
-        [x.numpy() for x in make_dataset(data, "train", size, batch_size=1, cache=False).map(lambda x, y: x[0])]
+        [
+            x.numpy()
+            for x in make_dataset(data, "train", image_size=size, batch_size=1, cache=False).map(lambda x, y: x[0])
+        ]
     )
     print(
         f"{len(files)} training images, {size} px, batch {batch}, {os.cpu_count()} CPUs, "
@@ -113,11 +116,15 @@ def main() -> None:
             .prefetch(tf.data.AUTOTUNE)
         )
         feeds = [
-            ("a", "(a) tf.data from files, cached", make_dataset(data, "train", size, batch, shuffle=True)),
+            (
+                "a",
+                "(a) tf.data from files, cached",
+                make_dataset(data, "train", image_size=size, batch_size=batch, shuffle=True),
+            ),
             (
                 "a+aug",
                 "(a+aug) tf.data + augmentation",
-                make_dataset(data, "train", size, batch, shuffle=True, augment=Augment()),
+                make_dataset(data, "train", image_size=size, batch_size=batch, shuffle=True, augment=Augment()),
             ),
             ("b", "(b) tensors in memory (tf.data)", tensors),
             ("b-np", "(b') numpy arrays, fit(x, y)", (in_memory, labels)),

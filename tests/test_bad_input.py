@@ -192,3 +192,26 @@ def test_a_split_left_empty_by_rejections_is_an_error(k140, tmp_path):
     with pytest.raises(DatasetError, match="no usable images left for valid/real"):
         prepare_kaggle(tmp_path / "out", kaggle_140k=k140, progress=False)
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_long_signatures_take_keywords(tmp_path):
+    """Options of the data functions are keyword-only, so two swapped numbers cannot pass silently."""
+    import inspect
+
+    from deepfake_detection.data import bench, photos, pipeline
+
+    positional = {
+        pipeline.make_dataset: ["root", "split", "image_size", "batch_size"],  # training.py passes all four
+        prepare_module.prepare_bench: ["output"],
+        prepare_module.prepare_kaggle: ["output"],
+        prepare_module.write_dataset: ["checked", "output"],
+        bench.generate: [],
+        bench.train_generator: ["model", "crops"],
+        photos.random_crops: ["photos", "count"],
+    }
+    for function, names in positional.items():
+        kinds = [p.name for p in inspect.signature(function).parameters.values() if p.kind != p.KEYWORD_ONLY]
+        assert kinds == names, function.__name__
+    with pytest.raises(TypeError, match="positional argument"):
+        prepare_module.prepare_bench(tmp_path / "out", 32, 8)  # options by position: refused before any work
+    assert not (tmp_path / "out").exists()

@@ -98,6 +98,6 @@ def test_crops_have_content():
     from deepfake_detection.data.photos import MIN_CROP_STD, random_crops
 
     photos = load_bundled_photos()
-    crops, names = random_crops(photos, 300, 32, np.random.default_rng(0))
+    crops, names = random_crops(photos, 300, size=32, rng=np.random.default_rng(0))
     assert crops.shape == (300, 32, 32, 3) and len(names) == 300
     assert (crops.reshape(300, -1).std(axis=1) >= MIN_CROP_STD).mean() > 0.99

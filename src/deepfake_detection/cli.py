@@ -107,23 +107,23 @@ def run_prepare(settings: PrepareSettings, track: bool = True):
     if settings.source == "bench":
         report = prepare_bench(
             Path(settings.output),
-            settings.image_size,
-            settings.num_images,
-            settings.difficulty,
-            settings.seed,
-            parse_fractions(settings.split),
-            settings.generator_steps,
-            settings.overwrite,
+            image_size=settings.image_size,
+            num_images=settings.num_images,
+            difficulty=settings.difficulty,
+            seed=settings.seed,
+            split=parse_fractions(settings.split),
+            generator_steps=settings.generator_steps,
+            overwrite=settings.overwrite,
         )
     else:
         report = prepare_kaggle(
             Path(settings.output),
-            _optional_path(settings.kaggle_140k),
-            _optional_path(settings.ciplab),
-            parse_fractions(settings.ciplab_split),
-            settings.seed,
-            settings.overwrite,
-            settings.link_mode,
+            kaggle_140k=_optional_path(settings.kaggle_140k),
+            ciplab=_optional_path(settings.ciplab),
+            ciplab_split=parse_fractions(settings.ciplab_split),
+            seed=settings.seed,
+            overwrite=settings.overwrite,
+            link_mode=settings.link_mode,
         )
     if track:
         with tracking.run(f"prepare-{settings.source}", tags={"step": "prepare"}):

@@ -18,7 +18,7 @@ def extract(keras_model, root, rows: pd.DataFrame, image_size: int, batch_size: 
     from deepfake_detection.data.pipeline import make_dataset
 
     both = keras.Model(keras_model.inputs, [keras_model.get_layer(EMBEDDING_LAYER).output, keras_model.outputs[0]])
-    dataset = make_dataset(root, "", image_size, batch_size, cache=False, manifest=rows)
+    dataset = make_dataset(root, "", image_size=image_size, batch_size=batch_size, cache=False, manifest=rows)
     embeddings, probabilities = [], []
     for images, _ in tqdm(dataset, total=int(np.ceil(len(rows) / batch_size)), desc=desc, unit="batch"):
         embedding, p_fake = both(images, training=False)

@@ -67,7 +67,7 @@ def build_generator(family: str, size: int, width: int = 16):
     return keras.Model(inputs, outputs, name=f"generator_{family}")
 
 
-def train_generator(model, crops: np.ndarray, steps: int, seed: int, batch_size: int = 32) -> None:
+def train_generator(model, crops: np.ndarray, *, steps: int, seed: int, batch_size: int = 32) -> None:
     """Train ``model`` briefly to reconstruct ``crops`` (L1 loss)."""
     import keras
 
@@ -113,6 +113,7 @@ def post_process(image: np.ndarray, difficulty: float, rng: np.random.Generator)
 
 
 def generate(
+    *,
     image_size: int = 64,
     num_images: int = 500,
     difficulty: float = 0.5,
@@ -138,11 +139,11 @@ def generate(
         raise ValueError(f"difficulty must be between 0 and 1, got {difficulty}")
     photos = photos if photos is not None else load_bundled_photos()
     rng = np.random.default_rng(seed)
-    training_crops, _ = random_crops(photos, max(256, min(2048, num_images)), image_size, rng)
+    training_crops, _ = random_crops(photos, max(256, min(2048, num_images)), size=image_size, rng=rng)
     # Both classes draw their crops from the same sequence of photographs: same subjects.
     subjects = rng.integers(len(photos), size=num_images)
-    real_crops, real_names = random_crops(photos, num_images, image_size, rng, subjects)
-    fake_sources, fake_names = random_crops(photos, num_images, image_size, rng, subjects)
+    real_crops, real_names = random_crops(photos, num_images, size=image_size, rng=rng, photo_indices=subjects)
+    fake_sources, fake_names = random_crops(photos, num_images, size=image_size, rng=rng, photo_indices=subjects)
     families = [GENERATOR_FAMILIES[i % len(GENERATOR_FAMILIES)] for i in range(num_images)]
 
     fakes = np.empty_like(fake_sources)
@@ -151,7 +152,7 @@ def generate(
     for index, family in enumerate(GENERATOR_FAMILIES):
         keras.utils.set_random_seed(seed + index)
         generator = build_generator(family, image_size)
-        train_generator(generator, training_crops, generator_steps, seed + index)
+        train_generator(generator, training_crops, steps=generator_steps, seed=seed + index)
         chosen = [i for i, f in enumerate(families) if f == family]
         output = generator.predict(fake_sources[chosen].astype("float32"), batch_size=64, verbose=0)
         fakes[chosen] = np.clip(np.rint(output), 0, 255).astype(np.uint8)

@@ -83,6 +83,7 @@ def load_bundled_photos() -> list[Photo]:
 def random_crops(
     photos: list[Photo],
     count: int,
+    *,
     size: int,
     rng: np.random.Generator,
     photo_indices: np.ndarray | None = None,

@@ -190,6 +190,7 @@ def make_dataset(
     split: str,
     image_size: int,
     batch_size: int = 32,
+    *,
     preprocessing: str = "raw",
     augment: Augment | None = None,
     shuffle: bool = False,

@@ -231,6 +231,7 @@ def _clean_stale_staging(output: Path) -> None:
 def write_dataset(
     checked: list[_Checked],
     output: Path,
+    *,
     source: str,
     overwrite: bool,
     link_mode: str = "auto",
@@ -365,6 +366,7 @@ def _refuse_existing(output: Path, overwrite: bool) -> None:
 
 def prepare_kaggle(
     output: Path,
+    *,
     kaggle_140k: Path | None = None,
     ciplab: Path | None = None,
     ciplab_split: tuple[float, float, float] = (0.7, 0.15, 0.15),
@@ -398,9 +400,9 @@ def prepare_kaggle(
     return write_dataset(
         checked,
         output,
-        "kaggle",
-        overwrite,
-        link_mode,
+        source="kaggle",
+        overwrite=overwrite,
+        link_mode=link_mode,
         settings=settings,
         progress=progress,
         started=started,
@@ -410,6 +412,7 @@ def prepare_kaggle(
 
 def prepare_bench(
     output: Path,
+    *,
     image_size: int = 64,
     num_images: int = 500,
     difficulty: float = 0.5,
@@ -428,7 +431,14 @@ def prepare_bench(
     _refuse_existing(output, overwrite)
     entries = []
     for index, item in enumerate(
-        bench.generate(image_size, num_images, difficulty, seed, generator_steps, progress=progress)
+        bench.generate(
+            image_size=image_size,
+            num_images=num_images,
+            difficulty=difficulty,
+            seed=seed,
+            generator_steps=generator_steps,
+            progress=progress,
+        )
     ):
         entries.append(
             Entry(
@@ -452,7 +462,9 @@ def prepare_bench(
         "split": ",".join(str(f) for f in split),
         "generator_steps": generator_steps,
     }
-    report = write_dataset(checked, output, "bench", overwrite, settings=settings, progress=progress, started=started)
+    report = write_dataset(
+        checked, output, source="bench", overwrite=overwrite, settings=settings, progress=progress, started=started
+    )
     if check:
         from deepfake_detection.data.checks import check_dataset
 

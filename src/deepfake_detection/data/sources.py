@@ -81,7 +81,7 @@ def _describe(found: list[str]) -> str:
     return shown + (" ..." if len(found) > 12 else "")
 
 
-def _folder_entries(path: Path, source: str, dirs: dict, roots: tuple[str, ...], title: str) -> list[Entry]:
+def _folder_entries(path: Path, source: str, *, dirs: dict, roots: tuple[str, ...], title: str) -> list[Entry]:
     if not path.exists():
         raise LayoutError(f"{title}: {path} does not exist")
     best_root, best_missing = None, None
@@ -122,7 +122,7 @@ def _folder_entries(path: Path, source: str, dirs: dict, roots: tuple[str, ...],
     return entries
 
 
-def _archive_entries(path: Path, source: str, dirs: dict, roots: tuple[str, ...], title: str) -> list[Entry]:
+def _archive_entries(path: Path, source: str, *, dirs: dict, roots: tuple[str, ...], title: str) -> list[Entry]:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as error:
@@ -181,18 +181,18 @@ def _archive_entries(path: Path, source: str, dirs: dict, roots: tuple[str, ...]
     return entries
 
 
-def _entries(path: Path, source: str, dirs: dict, roots: tuple[str, ...], title: str) -> list[Entry]:
+def _entries(path: Path, source: str, *, dirs: dict, roots: tuple[str, ...], title: str) -> list[Entry]:
     path = Path(path).expanduser()
     if path.is_file():
-        return _archive_entries(path, source, dirs, roots, title)
-    return _folder_entries(path, source, dirs, roots, title)
+        return _archive_entries(path, source, dirs=dirs, roots=roots, title=title)
+    return _folder_entries(path, source, dirs=dirs, roots=roots, title=title)
 
 
 def kaggle_140k_entries(path: Path) -> list[Entry]:
     """Every file of the 140k real-and-fake-faces download, with its split and label."""
-    return _entries(path, "140k", KAGGLE_140K_DIRS, KAGGLE_140K_ROOTS, "140k real and fake faces")
+    return _entries(path, "140k", dirs=KAGGLE_140K_DIRS, roots=KAGGLE_140K_ROOTS, title="140k real and fake faces")
 
 
 def ciplab_entries(path: Path) -> list[Entry]:
     """Every file of the ciplab real-and-fake-face-detection download (split not yet assigned)."""
-    return _entries(path, "ciplab", CIPLAB_DIRS, CIPLAB_ROOTS, "ciplab real and fake face detection")
+    return _entries(path, "ciplab", dirs=CIPLAB_DIRS, roots=CIPLAB_ROOTS, title="ciplab real and fake face detection")
