@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 
 import numpy as np
@@ -122,7 +123,8 @@ def test_empty_class_folder_is_an_error_and_writes_nothing(k140, tmp_path):
 
 def test_wrong_layout_says_what_was_expected(tmp_path):
     (tmp_path / "photos" / "cats").mkdir(parents=True)
-    with pytest.raises(LayoutError, match=r"expected one of.*train,valid|expected one of"):
+    expected = "expected one of: {train/real,train/fake,valid/real,valid/fake,test/real,test/fake}, real-vs-fake/{"
+    with pytest.raises(LayoutError, match=re.escape(expected) + r".*; found: cats/$"):
         prepare_kaggle(tmp_path / "out", kaggle_140k=tmp_path / "photos", progress=False)
     ciplab = write_ciplab(tmp_path / "c")
     (ciplab / "real_and_fake_face" / "training_fake").rename(ciplab / "real_and_fake_face" / "fakes")

@@ -34,15 +34,18 @@ def test_help(command):
 
 
 def test_mlproject_parameters_match_the_cli():
+    """Both ways: every CLI command is an entry point with every one of its options, and every
+    entry-point parameter is a CLI option with the same default."""
     spec = yaml.safe_load((PROJECT / "MLproject").read_text())
+    assert set(spec["entry_points"]) == set(main.commands)
     for name, entry in spec["entry_points"].items():
         command = main.commands[name]
         options = {
-            flag.lstrip("-").replace("-", "_"): p
+            p.opts[-1].lstrip("-").replace("-", "_"): p
             for p in command.params
-            if isinstance(p, click.Option)
-            for flag in p.opts
+            if isinstance(p, click.Option) and p.name != "help"
         }
+        assert set(entry["parameters"]) == set(options), name
         for parameter, declared in entry["parameters"].items():
             assert f"{{{parameter}}}" in entry["command"], (name, parameter)
             assert f"--{parameter.replace('_', '-')} {{{parameter}}}" in " ".join(entry["command"].split())

@@ -123,9 +123,116 @@ def test_per_group_roc_auc_by_hand():
         }
     )
     p_fake = [0.1, 0.4, 0.3, 0.9, 0.35, 0.2, 0.8, 0.5, 0.6]
-    # Generators are compared with every real (.1 .4 .3 .5):
-    #   transpose .9 beats 4, .35 beats 2 (.1, .3): 6/8;   upsample .2 beats 1 (.1): 1/4
-    assert per_group_roc_auc(manifest, p_fake, "generator") == pytest.approx({"transpose": 0.75, "upsample": 0.25})
+    # A generator's fakes are compared with the reals of their source (bench: .1 .4):
+    #   transpose .9 beats 2, .35 beats 1: 3/4;   upsample .2 beats 1 (.1): 1/2
+    assert per_group_roc_auc(manifest, p_fake, "generator") == pytest.approx({"transpose": 0.75, "upsample": 0.5})
     # Sources use their own rows only; ciplab has fakes only and is skipped:
     #   bench: reals .1 .4, fakes .9 .35 .2 → (2 + 1 + 1) / 6;   kaggle: real .3 .5, fake .8 → 2/2
     assert per_group_roc_auc(manifest, p_fake, "source") == pytest.approx({"bench": 4 / 6, "kaggle": 1.0})
+
+
+def test_equal_error_rate_between_thresholds_is_interpolated():
+    # Ranked: fake fake real real real real fake fake. FNR = FPR = 0.5 at threshold 0.5 (reals .5 .4
+    # above it are 2 of 4, fakes .3 .2 below it are 2 of 4); the nearest ROC corner says 0.25.
+    y = [1, 1, 0, 0, 0, 0, 1, 1]
+    assert equal_error_rate(y, [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]) == pytest.approx(0.5)
+    # A real and a fake tied at .5: the DET curve steps from (FPR, FNR) = (1/2, 0) straight to (0, 1/2),
+    # crossing FNR = FPR half-way, at 1/4.
+    assert equal_error_rate([0, 0, 1, 1], [0.1, 0.5, 0.5, 0.9]) == pytest.approx(0.25)
+
+
+def test_no_threshold_beats_chance_falls_back_to_one_half_and_is_degenerate():
+    from deepfake_detection.evaluation import is_degenerate
+
+    constant = [0.3] * 6
+    inverted = SEPARATED[::-1]
+    for scores in (constant, inverted):
+        threshold = choose_threshold(Y, scores)
+        assert threshold == 0.5  # never the inf end of the ROC curve (which used to be clipped to 1.0)
+        assert is_degenerate(binary_metrics(Y, scores, threshold))
+    assert not is_degenerate(binary_metrics(Y, SEPARATED, choose_threshold(Y, SEPARATED)))
+    assert binary_metrics(Y, SEPARATED, 0.5)["youden_j"] == 1.0
+
+
+def test_bootstrap_intervals_contain_the_estimate_and_shrink_with_n():
+    import numpy as np
+
+    from deepfake_detection.evaluation import bootstrap_intervals
+
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (100, 1600):
+        y = np.repeat([0, 1], n // 2)
+        p = np.clip(0.5 + 0.25 * (y - 0.5) + rng.normal(0, 0.2, n), 0, 1)
+        point = binary_metrics(y, p, 0.5)
+        intervals = bootstrap_intervals(y, p, 0.5, n_resamples=500, seed=1)
+        for name, interval in intervals.items():
+            assert point[name] in interval, (n, name, point[name], interval)
+        widths.append(intervals["roc_auc"].high - intervals["roc_auc"].low)
+    assert widths[1] < widths[0] / 2.5  # ~ 1/sqrt(n): 16x the rows, a quarter of the width
+    again = bootstrap_intervals(y, p, 0.5, n_resamples=500, seed=1)
+    assert again == intervals  # seeded
+
+
+def test_bootstrap_roc_auc_matches_sklearn_on_every_resample():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from deepfake_detection.evaluation import _roc_auc_rows, bootstrap_indices
+
+    y = np.array([0, 0, 0, 1, 1, 0, 1, 1, 1, 0])
+    p = np.array([0.1, 0.4, 0.4, 0.4, 0.9, 0.2, 0.6, 0.5, 0.5, 0.7])  # with ties
+    index = bootstrap_indices(y, 50, seed=3)
+    assert (y[index].sum(axis=1) == y.sum()).all()  # stratified: the class counts are kept
+    expected = [roc_auc_score(y[row], p[row]) for row in index]
+    np.testing.assert_allclose(_roc_auc_rows(y[index], p[index]), expected)
+
+
+def test_paired_difference_says_when_two_scorers_differ():
+    import numpy as np
+
+    from deepfake_detection.evaluation import paired_roc_auc_difference
+
+    rng = np.random.default_rng(2)
+    y = np.repeat([0, 1], 100)
+    good = y + rng.normal(0, 0.5, 200)
+    same = paired_roc_auc_difference(y, good, good)
+    assert (same.difference, same.low, same.high, same.significant) == (0.0, 0.0, 0.0, False)
+    noise = rng.normal(0, 1, 200)
+    better = paired_roc_auc_difference(y, good, noise)
+    assert better.significant and better.low > 0 and better.low <= better.difference <= better.high
+    close = paired_roc_auc_difference(y, good, good + rng.normal(0, 0.05, 200))
+    assert not close.significant and close.low < 0 < close.high
+
+
+def test_temperature_scaling_fixes_overconfidence_without_changing_the_ranking():
+    import numpy as np
+    from scipy.special import expit
+    from sklearn.metrics import roc_auc_score
+
+    from deepfake_detection.evaluation import apply_temperature, fit_temperature
+
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1], 500)
+    true_logits = 1.5 * (y - 0.5) * 2 + rng.normal(0, 1.5, 1000)
+    y = (rng.random(1000) < expit(true_logits)).astype(int)  # labels drawn from the true probabilities
+    overconfident = expit(3 * true_logits)  # logits three times too large
+    temperature = fit_temperature(y, overconfident)
+    assert temperature == pytest.approx(3.0, rel=0.15)
+    calibrated = apply_temperature(overconfident, temperature)
+    assert expected_calibration_error(y, calibrated) < expected_calibration_error(y, overconfident) / 2
+    assert roc_auc_score(y, calibrated) == pytest.approx(roc_auc_score(y, overconfident))
+    np.testing.assert_allclose(apply_temperature(overconfident, 1.0), overconfident, atol=1e-6)
+
+
+def test_per_level_roc_auc_on_a_ciplab_tree(tmp_path):
+    from conftest import write_ciplab
+
+    from deepfake_detection.data.prepare import prepare_kaggle
+
+    prepare_kaggle(tmp_path / "out", ciplab=write_ciplab(tmp_path / "c", per_level=4, real=12), progress=False)
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv", keep_default_na=False)
+    score = {"": 0.5, "easy": 0.9, "mid": 0.5, "hard": 0.1}  # reals have level ""
+    p_fake = manifest["level"].map(score).to_numpy()
+    # easy fakes all above the reals, mid tied with them, hard all below: 1, 1/2, 0
+    assert per_group_roc_auc(manifest, p_fake, "level") == {"easy": 1.0, "hard": 0.0, "mid": 0.5}

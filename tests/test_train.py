@@ -23,6 +23,7 @@ from deepfake_detection import registry
 from deepfake_detection.architectures import ARCHITECTURES, WeightsError, get_architecture
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.errors import DatasetError, DeepfakeError, TrackingError
+from deepfake_detection.evaluation import INTERVAL_METRICS, binary_metrics
 from deepfake_detection.training import run_training
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -54,27 +55,41 @@ def test_train_tracks_registers_promotes_and_reloads(bench_dataset, tmp_path):
     (parent,) = [r for r in runs if r.info.run_name == "train"]
     (child,) = _children(client, experiment.experiment_id, parent.info.run_id)
     assert child.info.run_name == "train-custom_a" and child.data.tags["architecture"] == "custom_a"
-    assert len(child.data.tags["dataset_digest"]) == 16 and "git_commit" in child.data.tags
+    assert len(child.data.tags["dataset_digest"]) == 16
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT, capture_output=True, text=True).stdout.strip()
+    assert child.data.tags["mlflow.source.git.commit"] == head
     trials = _children(client, experiment.experiment_id, child.info.run_id)
     assert len(trials) == 2
     for trial in trials:
         assert {"hp.learning_rate", "hp.dropout", "hp.augment"} <= set(trial.data.params)
-        assert 0 <= trial.data.metrics["val_auc"] <= 1
+        assert {"val_auc", "val_loss", "epochs"} <= set(trial.data.metrics)
 
     metrics = child.data.metrics
-    for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "ece"):
-        assert 0 <= metrics[f"test_{name}"] <= 1, name
+    # The logged test metrics are those of the logged test predictions at the logged threshold.
+    predictions = mlflow.load_table("predictions/test.json", run_ids=[child.info.run_id])
+    y, p_fake = (predictions["label"] == "fake").astype(int), predictions["p_fake"]
+    assert metrics["threshold"] == pytest.approx(first.threshold) and set(predictions["threshold"]) == {first.threshold}
+    expected = binary_metrics(y, p_fake, first.threshold)
+    for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "ece", "tp", "fp"):
+        assert metrics[f"test_{name}"] == pytest.approx(expected[name]), name
+        if f"test_{name}_ci_low" in metrics:
+            assert metrics[f"test_{name}_ci_low"] <= metrics[f"test_{name}"] <= metrics[f"test_{name}_ci_high"], name
+    assert {f"test_{m}_ci_{end}" for m in INTERVAL_METRICS for end in ("low", "high")} <= set(metrics)
+    assert list(predictions["predicted"]) == ["fake" if p >= first.threshold else "real" for p in p_fake]
     test_rows = pd.read_csv(bench_dataset / "manifest.csv").query("split == 'test'")
     assert metrics["test_tn"] + metrics["test_fp"] == (test_rows.label == "real").sum()
     assert metrics["test_fn"] + metrics["test_tp"] == (test_rows.label == "fake").sum()
-    assert 0 <= metrics["threshold"] <= 1 and metrics["train_images_per_second"] > 0
+    # Calibrated on valid: the registered model returns sigmoid(logit(p) / T) of the network's output.
+    assert metrics["temperature"] > 0 and {"valid_ece_uncalibrated", "test_ece_uncalibrated"} <= set(metrics)
+    assert child.data.tags["degenerate"] == str(first.degenerate).lower()
     assert {"test_roc_auc_generator_transpose", "test_roc_auc_generator_upsample"} <= set(metrics)
     assert child.data.params["image_size"] == "32" and child.data.params["architecture"] == "custom_a"
     assert child.inputs.dataset_inputs[0].dataset.digest == child.data.tags["dataset_digest"]
     history = client.get_metric_history(child.info.run_id, "val_auc")  # per epoch, from MlflowCallback
     assert len(history) >= 1
     plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
-    assert plots == {f"plots/{n}.png" for n in ("roc", "precision_recall", "confusion_matrix", "training_curves")}
+    names = ("roc", "precision_recall", "confusion_matrix", "training_curves", "reliability")
+    assert plots == {f"plots/{n}.png" for n in names}
     local = mlflow.artifacts.download_artifacts(run_id=child.info.run_id, artifact_path="plots")
     for png in Path(local).glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -369,7 +384,7 @@ def test_mirrored_strategy_trains_on_two_logical_devices(bench_dataset, tmp_path
         "/job:localhost/replica:0/task:0/device:CPU:0",
         "/job:localhost/replica:0/task:0/device:CPU:1",
     ]
-    assert 0 <= child.data.metrics["test_roc_auc"] <= 1
+    assert child.data.metrics["test_roc_auc"] == pytest.approx(float(result.stdout.split("registered 1")[1].split()[0]))
     images = pd.DataFrame({"image": [p.read_bytes() for p in sorted((bench_dataset / "test").rglob("*.jpg"))[:4]]})
     assert len(mlflow.pyfunc.load_model("models:/deepfake-custom_a@champion").predict(images)) == 4
 

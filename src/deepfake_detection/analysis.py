@@ -32,9 +32,13 @@ class SVMSettings:
     seed: int = 42
 
 
-def _gamma(settings: SVMSettings, n_features: int) -> float:
-    # "scale" as scikit-learn defines it, on standardised PCA components (variance ~ 1 each).
-    return 1.0 / n_features if settings.gamma == "scale" else float(settings.gamma)
+def kernel_gamma(settings: SVMSettings, features: np.ndarray) -> float:
+    """The polynomial kernel's gamma, one definition for the exact and the approximate SVM:
+    ``"scale"`` is scikit-learn's ``1 / (n_features * features.var())`` on the PCA components."""
+    if settings.gamma != "scale":
+        return float(settings.gamma)
+    variance = float(features.var())
+    return 1.0 / (features.shape[1] * variance) if variance > 0 else 1.0
 
 
 def build_pipeline(settings: SVMSettings, n_samples: int, n_features: int, approximate: bool = False) -> Pipeline:
@@ -49,7 +53,6 @@ def build_pipeline(settings: SVMSettings, n_samples: int, n_features: int, appro
                     kernel="poly",
                     degree=settings.degree,
                     coef0=settings.coef0,
-                    gamma=_gamma(settings, components),
                     n_components=min(settings.landmarks, n_samples),
                     random_state=settings.seed,
                 ),
@@ -75,9 +78,16 @@ def build_pipeline(settings: SVMSettings, n_samples: int, n_features: int, appro
 
 
 def fit_pca_svm(train_x: np.ndarray, train_y: np.ndarray, settings: SVMSettings, approximate: bool = False) -> Pipeline:
-    """Fit scaler, PCA and SVM on the training embeddings only; returns the fitted pipeline."""
+    """Fit scaler, PCA and SVM on the training embeddings only; returns the fitted pipeline.
+
+    The kernel's gamma is computed once from the training components (:func:`kernel_gamma`) and
+    given to the exact SVC or to the Nystroem map alike, so both use the same kernel.
+    """
     pipeline = build_pipeline(settings, *train_x.shape, approximate=approximate)
-    return pipeline.fit(train_x, train_y)
+    components = pipeline[:2].fit_transform(train_x)  # scaler, PCA
+    pipeline.set_params(**{"kernel__gamma" if approximate else "svm__gamma": kernel_gamma(settings, components)})
+    pipeline[2:].fit(components, train_y)
+    return pipeline
 
 
 def svm_scores(pipeline: Pipeline, x: np.ndarray) -> np.ndarray:

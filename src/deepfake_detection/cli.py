@@ -347,8 +347,28 @@ def compare(**options) -> None:
 def _print_table(table) -> None:
     import pandas as pd
 
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    from deepfake_detection.compare import TABLE_METRICS
+
+    shown = table[["model", "version", "classifier"]].copy()
+    for metric in TABLE_METRICS:
+        low, high = table[f"{metric}_ci_low"], table[f"{metric}_ci_high"]
+        shown[metric] = [f"{v:.3f} [{a:.3f}, {b:.3f}]" for v, a, b in zip(table[metric], low, high)]
+    shown["kmeans_ari"] = table["kmeans_ari"]
+    click.echo("Test split, fake = positive class; [95 % bootstrap interval]")
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        differences = table.attrs.get("differences")
+        if differences is not None and len(differences):
+            significant = differences[differences["significant"]]
+            click.echo(
+                f"\nPaired bootstrap of test ROC-AUC: {len(significant)} of {len(differences)} pairs differ "
+                "significantly (95 %); every other pair: no significant difference"
+            )
+            for row in significant.itertuples(index=False):
+                click.echo(
+                    f"  {row.verdict}: {row.a} vs {row.b} {row.roc_auc_difference:+.3f} "
+                    f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
+                )
         if "robustness" in table.attrs:
             from deepfake_detection.robustness import pivot as by_perturbation
 
@@ -452,10 +472,14 @@ def main_job(data: str, image_size: int, num_images: int, arch: str, epochs: int
             click.echo(f"using the existing dataset at {data}")
         else:
             run_prepare(bench)
-        _print_results(run_training(train))
+        results = run_training(train)
+        _print_results(results)
         from deepfake_detection.compare import run_compare
+        from deepfake_detection.registry import registered_name
 
-        _print_table(run_compare(CompareSettings(models=arch, data=data, seed=seed)))
+        # The versions just trained, whether or not the election made them champion.
+        trained = ",".join(f"models:/{registered_name(r.architecture)}/{r.version}" for r in results)
+        _print_table(run_compare(CompareSettings(models=trained, data=data, seed=seed)))
     click.echo(f"main finished in {time.perf_counter() - started:.0f} s")
     uri = tracking.tracking_uri()
     click.echo(f"runs are in {uri}; look at them with: mlflow ui --backend-store-uri {uri}")

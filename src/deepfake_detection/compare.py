@@ -26,7 +26,15 @@ from deepfake_detection.errors import MissingModelError
 
 log = logging.getLogger(__name__)
 TABLE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision")
-TABLE_COLUMNS = ("model", "version", "classifier", *TABLE_METRICS, "kmeans_ari", "embedding_dim", "fit_seconds")
+TABLE_COLUMNS = (
+    "model",
+    "version",
+    "classifier",
+    *(f"{m}{end}" for m in TABLE_METRICS for end in ("", "_ci_low", "_ci_high")),
+    "kmeans_ari",
+    "embedding_dim",
+    "fit_seconds",
+)
 SPLITS = ("train", "valid", "test")
 CLASSIFIER_NAMES = {"cnn_head": "CNN head", "pca_svm": "PCA+SVM", "pca_svm_nystroem": "PCA+SVM (Nystroem)"}
 
@@ -137,16 +145,18 @@ class ClassifierResult:
             "model": self.model,
             "version": self.version,
             "classifier": self.classifier,
-            **{k: self.metrics[k] for k in TABLE_METRICS},
+            **{k: self.metrics[k] for k in TABLE_COLUMNS if k in self.metrics},
             "kmeans_ari": self.pca.kmeans_ari if self.pca else float("nan"),
             "embedding_dim": self.embedding_dim,
             "fit_seconds": self.fit_seconds,
         }
 
 
-def cnn_head_result(model: ResolvedModel, y_test, p_fake, threshold: float, embedding_dim: int) -> ClassifierResult:
+def cnn_head_result(
+    model: ResolvedModel, y_test, p_fake, threshold: float, embedding_dim: int, seed: int = 0
+) -> ClassifierResult:
     """The CNN's own output at the threshold it was trained with."""
-    metrics = evaluation.binary_metrics(y_test, p_fake, threshold)
+    metrics = evaluation.metrics_with_intervals(y_test, p_fake, threshold, seed=seed)
     return ClassifierResult(
         model.label, model.version, "cnn_head", embedding_dim, float("nan"), threshold, y_test, p_fake, metrics
     )
@@ -186,7 +196,7 @@ def pca_svm_result(
         threshold,
         y["test"],
         scores,
-        evaluation.binary_metrics(y["test"], scores, threshold),
+        evaluation.metrics_with_intervals(y["test"], scores, threshold, seed=svm.seed),
         pca,
     )
 
@@ -205,6 +215,35 @@ class Comparison:
         if self.robustness is not None:
             table.attrs["robustness"] = self.robustness
         return table
+
+    def differences(self, seed: int = 0) -> pd.DataFrame:
+        """Paired bootstrap of the test ROC-AUC: every two models under the same classifier, and each
+        model's CNN head against its PCA+SVM. A pair differs when the 95 % interval excludes 0."""
+        by_kind: dict[str, list[ClassifierResult]] = {}
+        for r in self.records:
+            by_kind.setdefault(r.classifier, []).append(r)
+        pairs = [(a, b) for group in by_kind.values() for i, a in enumerate(group) for b in group[i + 1 :]]
+        heads = {r.model: r for r in by_kind.get("cnn_head", [])}
+        pairs += [(heads[r.model], r) for r in by_kind.get("pca_svm", []) if r.model in heads]
+        rows = []
+        for a, b in pairs:
+            d = evaluation.paired_roc_auc_difference(a.y_test, a.scores, b.scores, seed=seed)
+            better = a.name if d.difference > 0 else b.name
+            verdict = f"{better} is better" if d.significant else "no significant difference"
+            rows.append(
+                {
+                    "a": a.name,
+                    "b": b.name,
+                    "roc_auc_difference": d.difference,
+                    "ci_low": d.low,
+                    "ci_high": d.high,
+                    "significant": d.significant,
+                    "verdict": verdict,
+                }
+            )
+        return pd.DataFrame(
+            rows, columns=["a", "b", "roc_auc_difference", "ci_low", "ci_high", "significant", "verdict"]
+        )
 
     def roc_curves(self) -> dict[str, evaluation.RocCurve]:
         return {r.name: evaluation.roc_points(r.y_test, r.scores) for r in self.records}
@@ -229,7 +268,7 @@ class Comparison:
         for r in self.records:
             if r.pca:
                 values |= {f"{r.model}_pca_fit_rows": r.pca.fit_rows, f"{r.model}_kmeans_ari": r.pca.kmeans_ari}
-            values |= {f"{r.model}_{r.classifier}_{k}": r.metrics[k] for k in TABLE_METRICS}
+            values |= {f"{r.model}_{r.classifier}_{k}": r.metrics[k] for k in TABLE_COLUMNS if k in r.metrics}
         if self.robustness is not None:
             for row in self.robustness.itertuples(index=False):
                 values[f"robustness_{row.model}_{row.perturbation}_roc_auc"] = row.roc_auc
@@ -275,7 +314,8 @@ def compute_comparison(
 
             robust += robustness.evaluate(detector, parts["test"], model.label, settings.batch_size)
         dim = embeddings["test"].shape[1]
-        records.append(cnn_head_result(model, y["test"], heads["test"], detector.config.threshold, dim))
+        threshold = detector.config.threshold
+        records.append(cnn_head_result(model, y["test"], heads["test"], threshold, dim, seed=settings.seed))
         # The PCA is analysed on the first SVM: the exact one where it runs, else the Nystroem one.
         records.append(pca_svm_result(model, embeddings, y, svm, approximate=not exact_runs, analyse_pca=True))
         if exact_runs:
@@ -302,7 +342,7 @@ def _figures(comparison: Comparison) -> dict:
     return figures
 
 
-def write_and_log(comparison: Comparison, report: Path) -> None:
+def write_and_log(comparison: Comparison, differences: pd.DataFrame, report: Path) -> None:
     """Write the report files under ``report`` and log them, the metrics, embeddings and plots to the active run."""
     import matplotlib.pyplot as plt
     import mlflow
@@ -313,7 +353,16 @@ def write_and_log(comparison: Comparison, report: Path) -> None:
     table = comparison.table()
     report.mkdir(parents=True, exist_ok=True)
     table.to_csv(report / "comparison.csv", index=False)
-    (report / "comparison.md").write_text("Positive class: fake (1). Test split.\n\n" + _markdown(table))
+    (report / "comparison.md").write_text(
+        "Positive class: fake (1). Test split; `_ci_low` / `_ci_high`: 95 % stratified bootstrap interval.\n\n"
+        + _markdown(table)
+    )
+    differences.to_csv(report / "differences.csv", index=False)
+    (report / "differences.md").write_text(
+        "Test ROC-AUC of a minus b, paired bootstrap on the same test images, 95 % interval "
+        "(positive class: fake). Significant when the interval excludes 0.\n\n" + _markdown(differences)
+    )
+    mlflow.log_metric("significant_differences", int(differences["significant"].sum()))
     table.to_html(report / "comparison.html", index=False, float_format=lambda v: f"{v:.3f}")
     mlflow.log_artifacts(str(report), artifact_path="report")  # the whole folder, with what earlier runs left there
     if comparison.robustness is not None:
@@ -346,5 +395,8 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
     with tracking.run("compare", tags={**tags, "step": "compare", "dataset_digest": digest, "positive_class": "fake"}):
         mlflow.log_params({f"compare.{k}": v for k, v in asdict(settings).items()})
         comparison = compute_comparison(settings, parts, models, digest)
-        write_and_log(comparison, Path(settings.work_dir) / "report")
-    return comparison.table()
+        differences = comparison.differences(seed=settings.seed)
+        write_and_log(comparison, differences, Path(settings.work_dir) / "report")
+    table = comparison.table()
+    table.attrs["differences"] = differences
+    return table

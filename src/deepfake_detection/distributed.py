@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from unittest import mock
 
 from deepfake_detection import tracking
 from deepfake_detection.config import TrainSettings
@@ -88,21 +89,11 @@ def run_tuning(
 
 @contextlib.contextmanager
 def _environ(**values: str | None):
-    """Set (or, for ``None``, remove) environment variables, and put back what was there on exit."""
-    saved = {name: os.environ.get(name) for name in values}
-    try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    """Set (or, for ``None``, remove) environment variables; everything is put back on exit."""
+    with mock.patch.dict(os.environ, {name: value for name, value in values.items() if value is not None}):
+        for name in [name for name, value in values.items() if value is None]:
+            os.environ.pop(name, None)
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager

@@ -40,10 +40,17 @@ def is_degenerate(metrics: dict) -> bool:
 
 
 def equal_error_rate(y_true, p_fake) -> float:
-    """The error rate where the false-positive and false-negative rates are equal (from the DET curve)."""
+    """The rate where the false-positive and false-negative rates are equal: where the DET curve
+    (``sklearn.metrics.det_curve``, with its two end points added) crosses FNR = FPR, interpolated
+    linearly between the thresholds on either side."""
     fpr, fnr, _ = skm.det_curve(y_true, p_fake)
-    index = int(np.argmin(np.abs(fnr - fpr)))
-    return float((fpr[index] + fnr[index]) / 2)
+    fpr, fnr = np.r_[1.0, fpr, 0.0], np.r_[0.0, fnr, 1.0]  # accept all … reject all
+    gap = fnr - fpr  # rises from -1 to 1 as the threshold rises
+    b = int(np.argmax(gap >= 0))
+    if gap[b] == 0:
+        return float(fpr[b])
+    t = -gap[b - 1] / (gap[b] - gap[b - 1])
+    return float(fpr[b - 1] + t * (fpr[b] - fpr[b - 1]))
 
 
 @dataclass(frozen=True)
@@ -212,6 +219,15 @@ def bootstrap_intervals(
     }
     tail = 100 * (1 - level) / 2
     return {name: Interval(*map(float, np.percentile(v, [tail, 100 - tail]))) for name, v in samples.items()}
+
+
+def metrics_with_intervals(y_true, p_fake, threshold: float, *, seed: int = 0) -> dict[str, float]:
+    """:func:`binary_metrics` plus ``<metric>_ci_low`` / ``<metric>_ci_high`` (95 %) for each of
+    :data:`INTERVAL_METRICS`."""
+    metrics = binary_metrics(y_true, p_fake, threshold)
+    for name, interval in bootstrap_intervals(y_true, p_fake, threshold, seed=seed).items():
+        metrics |= {f"{name}_ci_low": interval.low, f"{name}_ci_high": interval.high}
+    return metrics
 
 
 @dataclass(frozen=True)

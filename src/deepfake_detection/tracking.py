@@ -8,6 +8,7 @@ Embedded default: tracking and registry in ``sqlite:///mlflow.db``, artifacts un
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import warnings
@@ -80,7 +81,8 @@ def run(name: str, experiment: str = EXPERIMENT_NAME, tags: dict | None = None) 
     """
     import mlflow
 
-    tags = {**(tags or {}), "host": socket.gethostname(), "pid": str(os.getpid())}  # for finding orphans
+    # host and pid for finding orphans
+    tags = {**(tags or {}), **source_tags(), "host": socket.gethostname(), "pid": str(os.getpid())}
     parent = mlflow.active_run()
     if parent is not None:
         with mlflow.start_run(run_name=name, nested=True, tags=tags, experiment_id=parent.info.experiment_id) as active:
@@ -173,17 +175,17 @@ def log_prepared_dataset(report, context: str = "prepared") -> None:
         mlflow.log_input(dataset, context=context)
 
 
-def git_commit() -> str:
-    """The project's git commit, or "" outside a git checkout."""
-    import subprocess
+@functools.cache
+def source_tags() -> dict[str, str]:
+    """MLflow's own ``mlflow.source.git.commit`` tag for this code's checkout (none outside git).
 
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return result.stdout.strip() if result.returncode == 0 else ""
+    MLflow sets it from ``sys.argv[0]``, which is no checkout under ``python -m``, pytest workers
+    or an installed console script; this names the package's own checkout instead."""
+    from mlflow.utils.git_utils import get_git_commit
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
+
+    commit = get_git_commit(str(Path(__file__).resolve()))
+    return {MLFLOW_GIT_COMMIT: commit} if commit else {}
 
 
 def log_dataset_input(root: str, parts: dict, digest: str) -> None:

@@ -348,10 +348,7 @@ def evaluate(model: keras.Model, search: Search) -> Scores:
     p_valid = evaluation.apply_temperature(raw_valid, temperature)
     p_test = evaluation.apply_temperature(raw_test, temperature)
     threshold = evaluation.choose_threshold(y_valid, p_valid)
-    test = evaluation.binary_metrics(y_test, p_test, threshold)
-    intervals = evaluation.bootstrap_intervals(y_test, p_test, threshold, seed=search.settings.seed)
-    for metric, interval in intervals.items():
-        test |= {f"{metric}_ci_low": interval.low, f"{metric}_ci_high": interval.high}
+    test = evaluation.metrics_with_intervals(y_test, p_test, threshold, seed=search.settings.seed)
     return Scores(
         y_valid,
         p_valid,
@@ -481,7 +478,6 @@ def run_training(
     settings, parts, digest = load_training_data(settings)
     common_tags = {
         "dataset_digest": digest,
-        "git_commit": tracking.git_commit(),
         "positive_class": "fake",
         **(tags or {}),
     }
