@@ -215,5 +215,17 @@ def test_main_builds_the_benchmark_once_and_nests_its_runs(tmp_path):
     main_ids = {run.info.run_id for run in by_name["main"]}
     for step in ("prepare-bench", "train", "compare"):
         assert all(run.data.tags["mlflow.parentRunId"] in main_ids for run in by_name[step]), step
-    champion = client.get_model_version_by_alias("deepfake-custom_a", "champion")
-    assert champion.current_stage == "Production"
+    # Two versions; a degenerate one (no better than chance on valid: likely at 12 images a class,
+    # 1 epoch) is never champion, and main compares the versions it trained, champion or not.
+    versions = client.search_model_versions("name = 'deepfake-custom_a'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    scored = [v for v in versions if v.tags["degenerate"] == "false"]
+    best = max(scored, key=lambda v: (float(v.tags["valid_roc_auc"]), -int(v.version)), default=None)
+    aliases = {role: str(v) for role, v in client.get_registered_model("deepfake-custom_a").aliases.items()}
+    assert aliases.get("champion") == (str(best.version) if best else None)
+    stages = {str(v.version): v.current_stage for v in versions}
+    assert [n for n, stage in stages.items() if stage == "Production"] == ([str(best.version)] if best else [])
+    compared = {run.data.tags["model.custom_a"] for run in by_name["compare"]}
+    assert compared == {"deepfake-custom_a/1", "deepfake-custom_a/2"}
+    first_version = next(v for v in versions if str(v.version) == "1")
+    assert ("degenerate" in first.output) == (first_version.tags["degenerate"] == "true")  # said when it is
