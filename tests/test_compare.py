@@ -13,7 +13,6 @@ from sklearn import metrics as skm
 
 from deepfake_detection import analysis, evaluation, plots
 from deepfake_detection.compare import (
-    TABLE_COLUMNS,
     TABLE_METRICS,
     ClassifierResult,
     Comparison,
@@ -39,7 +38,7 @@ def _model(label: str) -> ResolvedModel:
 def _records(label: str) -> list[ClassifierResult]:
     """A perfect CNN head and two hand-made SVMs that rank every fake below every real."""
     worst = SEPARATED[::-1]
-    metrics = evaluation.binary_metrics(Y, worst, 0.5)
+    metrics = evaluation.metrics_with_intervals(Y, worst, 0.5)
     pca = PCAAnalysis(
         fit_rows=10, cumulative_variance=np.array([0.6, 0.9]), test_components=np.ones((7, 2)), kmeans_ari=0.25
     )
@@ -55,6 +54,9 @@ def _comparison() -> Comparison:
         [{"model": "a", "perturbation": "none", "roc_auc": 0.75, "accuracy": 0.5, "mean_p_fake": 0.4}]
     )
     return Comparison((*_records("a"), *_records("b")), robustness=robust)
+
+
+TAIL = ["kmeans_ari", "embedding_dim", "fit_seconds"]
 
 
 def test_a_perfectly_separating_head_scores_one_and_counts_by_its_threshold():
@@ -78,26 +80,17 @@ def test_comparison_table_rows_and_metrics_of_two_models():
         )
     ]
     table = comparison.table()
-    assert list(table.columns) == [
-        "model",
-        "version",
-        "classifier",
-        "accuracy",
-        "precision",
-        "recall",
-        "f1",
-        "roc_auc",
-        "average_precision",
-        "kmeans_ari",
-        "embedding_dim",
-        "fit_seconds",
-    ]
-    pd.testing.assert_frame_equal(table, pd.DataFrame(rows, columns=list(TABLE_COLUMNS)))
+    with_intervals = [f"{m}{end}" for m in TABLE_METRICS for end in ("", "_ci_low", "_ci_high")]
+    assert list(table.columns) == ["model", "version", "classifier", *with_intervals, *TAIL]
+    shown = ["model", "version", "classifier", *TABLE_METRICS, *TAIL]
+    pd.testing.assert_frame_equal(table[shown], pd.DataFrame(rows, columns=shown))
+    for metric in TABLE_METRICS:  # each interval holds its estimate
+        assert ((table[f"{metric}_ci_low"] <= table[metric]) & (table[metric] <= table[f"{metric}_ci_high"])).all()
     assert table.attrs["robustness"] is comparison.robustness
 
     logged = comparison.metrics()
     expected = {
-        f"{m}_{c}_{k}" for m in "ab" for c in ("cnn_head", "pca_svm", "pca_svm_nystroem") for k in TABLE_METRICS
+        f"{m}_{c}_{k}" for m in "ab" for c in ("cnn_head", "pca_svm", "pca_svm_nystroem") for k in with_intervals
     }
     expected |= {"a_pca_fit_rows", "a_kmeans_ari", "b_pca_fit_rows", "b_kmeans_ari", "robustness_a_none_roc_auc"}
     assert set(logged) == expected
@@ -135,14 +128,14 @@ def test_plots_draw_exactly_the_computed_curves_and_counts():
     line, chance = axis.lines
     np.testing.assert_array_equal(line.get_xydata(), np.column_stack([roc.fpr, roc.tpr]))
     np.testing.assert_array_equal(chance.get_xydata(), [[0, 0], [1, 1]])
-    assert line.get_label() == f"a test (AUC {roc.auc:.3f})"
+    assert line.get_label() == f"a test (AUC = {roc.auc:.2f})"  # scikit-learn's RocCurveDisplay
     assert axis.get_xlabel() == "false positive rate (real called fake)"
 
     pr = evaluation.pr_points(Y, NOISY)
     axis = plots.pr_figure(pr).axes[0]
     line, chance = axis.lines
     np.testing.assert_array_equal(line.get_xydata(), np.column_stack([pr.recall, pr.precision]))
-    assert line.get_label() == f"AP {pr.average_precision:.3f}" and list(chance.get_ydata()) == [4 / 7, 4 / 7]
+    assert line.get_label() == f"AP = {pr.average_precision:.2f}" and list(chance.get_ydata()) == [4 / 7, 4 / 7]
     assert (axis.get_xlabel(), axis.get_ylabel()) == ("recall (fake)", "precision (fake)")
 
     axis = plots.confusion_figure({"tn": 3, "fp": 1, "fn": 2, "tp": 5}, title="t").axes[0]
@@ -168,7 +161,7 @@ def test_pca_svm_result_is_the_pipeline_fit_on_train():
     assert exact.threshold == evaluation.choose_threshold(
         y["valid"], analysis.svm_scores(pipeline, embeddings["valid"])
     )
-    assert exact.metrics == evaluation.binary_metrics(y["test"], exact.scores, exact.threshold)
+    assert exact.metrics == evaluation.metrics_with_intervals(y["test"], exact.scores, exact.threshold, seed=svm.seed)
     components = analysis.principal_components(pipeline, embeddings["test"])
     assert exact.pca.fit_rows == 60
     np.testing.assert_allclose(exact.pca.test_components, components[:, :2])

@@ -102,13 +102,7 @@ def resolve_models(settings: CompareSettings) -> list[ResolvedModel]:
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    rows = [
-        "| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |"
-        for row in table.itertuples(index=False)
-    ]
-    return "\n".join([header, rule, *rows]) + "\n"
+    return table.to_markdown(index=False, floatfmt=".3f") + "\n"
 
 
 @dataclass(frozen=True)

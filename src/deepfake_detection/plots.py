@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
 from deepfake_detection.evaluation import PrCurve, Reliability, RocCurve
 
@@ -22,7 +23,7 @@ def roc_figure(curves: dict[str, RocCurve], title: str = "ROC (positive class: f
     """``curves``: name → its ROC curve. One line per curve with its AUC."""
     figure, axis = plt.subplots(figsize=(5, 5))
     for name, curve in curves.items():
-        axis.plot(curve.fpr, curve.tpr, label=f"{name} (AUC {curve.auc:.3f})")
+        RocCurveDisplay(fpr=curve.fpr, tpr=curve.tpr, roc_auc=curve.auc, name=name).plot(ax=axis)
     axis.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axis.set(xlabel="false positive rate (real called fake)", ylabel="true positive rate (fake caught)", title=title)
     axis.legend(loc="lower right", fontsize=8)
@@ -32,7 +33,9 @@ def roc_figure(curves: dict[str, RocCurve], title: str = "ROC (positive class: f
 
 def pr_figure(curve: PrCurve, title: str = "Precision-recall (positive class: fake)"):
     figure, axis = plt.subplots(figsize=(5, 5))
-    axis.plot(curve.recall, curve.precision, label=f"AP {curve.average_precision:.3f}")
+    PrecisionRecallDisplay(
+        precision=curve.precision, recall=curve.recall, average_precision=curve.average_precision
+    ).plot(ax=axis)
     axis.axhline(curve.prevalence, linestyle=":", color="grey", label="chance")
     axis.set(xlabel="recall (fake)", ylabel="precision (fake)", title=title, xlim=(0, 1), ylim=(0, 1.02))
     axis.legend(loc="lower left", fontsize=8)
@@ -43,19 +46,9 @@ def pr_figure(curve: PrCurve, title: str = "Precision-recall (positive class: fa
 def _draw_confusion(axis, m: Mapping[str, int], title: str, fontsize: int = 12) -> None:
     """Counts ``tn, fp, fn, tp`` as a 2x2 heat map (rows true, columns predicted; fake = 1)."""
     matrix = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
-    axis.imshow(matrix, cmap="Blues")
-    for (row, column), value in np.ndenumerate(matrix):
-        colour = "white" if value > matrix.max() / 2 else "black"
-        axis.text(column, row, str(value), ha="center", va="center", color=colour, fontsize=fontsize)
-    axis.set(
-        xticks=[0, 1],
-        yticks=[0, 1],
-        xticklabels=["real (0)", "fake (1)"],
-        yticklabels=["real (0)", "fake (1)"],
-        xlabel="predicted",
-        ylabel="true",
-        title=title,
-    )
+    display = ConfusionMatrixDisplay(matrix, display_labels=["real (0)", "fake (1)"])
+    display.plot(ax=axis, cmap="Blues", colorbar=False, text_kw={"fontsize": fontsize})  # text colour by cell shade
+    axis.set(xlabel="predicted", ylabel="true", title=title)
 
 
 def confusion_figure(counts: Mapping[str, int], title: str = "Confusion matrix"):
