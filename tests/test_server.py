@@ -67,18 +67,20 @@ def test_train_and_compare_against_a_shared_tracking_server(tracking_server, ben
     assert _tags(child)["mlflow.parentRunId"] == train["info"]["run_id"]
     assert _tags(compare)["model.custom_a"] == "deepfake-custom_a/1"
 
-    # Registry: version 1 of deepfake-custom_a, champion, from the child run.
+    # Registry: version 1 of deepfake-custom_a from the child run; champion unless it is degenerate
+    # (no better than chance on valid, which 1 epoch on 24 images a class can be), else challenger.
     model = _api(tracking_server, "GET", "mlflow/registered-models/get", params={"name": "deepfake-custom_a"})[
         "registered_model"
     ]
-    assert {(a["alias"], a["version"]) for a in model["aliases"]} == {("champion", "1")}
-    champion = _api(
+    role = "challenger" if _tags(child)["degenerate"] == "true" else "champion"
+    assert {(a["alias"], a["version"]) for a in model["aliases"]} == {(role, "1")}
+    version = _api(
         tracking_server,
         "GET",
         "mlflow/registered-models/alias",
-        params={"name": "deepfake-custom_a", "alias": "champion"},
+        params={"name": "deepfake-custom_a", "alias": role},
     )["model_version"]
-    assert champion["version"] == "1" and champion["run_id"] == child["info"]["run_id"]
+    assert version["version"] == "1" and version["run_id"] == child["info"]["run_id"]
 
     # Artifacts: listed and served by the server, stored under its --artifacts-destination.
     files = _api(

@@ -148,7 +148,32 @@ def test_a_fixed_augmentation_strength_is_not_searched(bench_dataset, tmp_path):
     experiment = client.get_experiment_by_name("deepfake-detection")
     trials = [r for r in client.search_runs([experiment.experiment_id]) if "hp.augment" in r.data.params]
     assert len(trials) == 2 and {t.data.params["hp.augment"] for t in trials} == {"0.25"}
-    assert list((tmp_path / "outputs").glob("custom_a-*-aug0.25"))  # its own tuner folder
+    (child,) = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == "train-custom_a"]
+    assert list((tmp_path / "outputs").glob(f"{child.data.tags['study']}/tuner"))  # its own study folder
+
+
+def test_a_study_is_keyed_on_every_setting_that_changes_what_a_trial_scores(tmp_path):
+    from dataclasses import replace
+
+    from deepfake_detection.training import study_dir
+
+    base = TrainSettings(work_dir=str(tmp_path))
+    study = study_dir("custom_a", base, "digest")
+    assert study_dir("custom_a", replace(base, max_trials=9, patience=1, arch="x"), "digest") == study  # resumes
+    changes = [
+        {"epochs": 5},
+        {"tuner": "bayesian"},
+        {"batch_size": 8},
+        {"weights": "weights.h5"},
+        {"executions_per_trial": 2},
+        {"num_samples": 10},
+        {"augment": 0.25},
+        {"seed": 1},
+        {"image_size": 32},
+    ]
+    others = {study_dir("custom_a", replace(base, **change), "digest") for change in changes}
+    assert study not in others and len(others) == len(changes)  # each a study of its own
+    assert study_dir("custom_a", base, "other-data") != study != study_dir("custom_c", base, "digest")
 
 
 def test_failed_promotion_leaves_no_registered_version(bench_dataset, tmp_path, monkeypatch):
@@ -267,9 +292,11 @@ def test_mlflow_run_train_all_architectures(bench_dataset, tmp_path):
     result = _mlflow_run_train(parameters, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient()
-    for name in ARCHITECTURES:
-        version = client.get_model_version_by_alias(f"deepfake-{name}", "champion")
-        assert version.current_stage == "Production"
+    for name in ARCHITECTURES:  # version 1 each: champion in Production, or challenger in Staging if degenerate
+        (version,) = client.search_model_versions(f"name = 'deepfake-{name}'")
+        champion = version.tags["degenerate"] == "false"
+        role, stage = ("champion", "Production") if champion else ("challenger", "Staging")
+        assert version.current_stage == stage and version.aliases == [role], name
     (project_run,) = [
         r
         for r in client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
@@ -328,7 +355,7 @@ def test_train_killed_mid_search_and_mid_fit_resumes_and_leaves_no_orphans(bench
     assert client.search_registered_models() == []
 
     # The third goes through `mlflow run`, which resumes a project run it made: orphans are reaped there too.
-    options = dict(zip(command[5::2], command[6::2]))
+    options = dict(zip(command[4::2], command[5::2]))
     third = _mlflow_run_train(
         {option.removeprefix("--").replace("-", "_"): value for option, value in options.items()},
         stdout=log,
@@ -336,6 +363,7 @@ def test_train_killed_mid_search_and_mid_fit_resumes_and_leaves_no_orphans(bench
         cwd=tmp_path,
     )
     assert third.returncode == 0, (tmp_path / "train.log").read_text()[-3000:]
+    assert "custom_a: resuming study" in (tmp_path / "train.log").read_text()
     runs = client.search_runs([experiment.experiment_id])
     assert not [r for r in runs if r.info.status == "RUNNING"]
     orphans = [r for r in runs if r.data.tags.get("failure", "").startswith("orphaned")]

@@ -435,7 +435,7 @@ def explain(input_spec: str, model: str, alias: str, output: str, target: str, l
     "--max-request-mb",
     type=click.FloatRange(0.001),
     default=64.0,
-    help="Largest total of image bytes per request; larger requests get HTTP 413.",
+    help="Largest total of image bytes per request (HTTP 400 over it; 413 before reading a body over 1.5x it).",
 )
 def serve(model: str, alias: str, host: str, port: int, max_request_mb: float) -> None:
     """REST scoring server (same API as `mlflow models serve`): POST /invocations → p_fake, label."""
