@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,23 @@ def isolated_tracking(tmp_path, monkeypatch):
     yield
     while mlflow.active_run() is not None:
         mlflow.end_run()
+
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def mlflow_run(entry_point: str, parameters: dict, **kwargs) -> subprocess.CompletedProcess:
+    """``mlflow run <project> -e ENTRY --env-manager local -P k=v …`` against the test's tracking
+    store, in the experiment ``deepfake-detection``; ``kwargs`` go to ``subprocess.run``."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_EXPERIMENT_NAME": "deepfake-detection",
+    }
+    command = [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", entry_point, "--env-manager", "local"]
+    for name, value in parameters.items():
+        command += ["-P", f"{name}={value}"]
+    return subprocess.run(command, env=env, **{"timeout": 900, **kwargs})
 
 
 def jpeg_bytes(seed: int, size=(24, 24), quality: int = 90, mode: str = "RGB", **save) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -13,11 +12,10 @@ import mlflow
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import write_ciplab
+from conftest import PROJECT, mlflow_run, write_ciplab
 
 from deepfake_detection.cli import main
 
-PROJECT = Path(__file__).resolve().parents[1]
 TINY_BENCH = ["--image-size", "16", "--num-images", "6", "--generator-steps", "2"]
 
 
@@ -146,31 +144,8 @@ def test_python_dash_m_entry_point():
 
 @pytest.mark.slow
 def test_mlflow_run_prepare_entry_point(tmp_path):
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_EXPERIMENT_NAME": "deepfake-detection",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "run",
-        str(PROJECT),
-        "-e",
-        "prepare",
-        "--env-manager",
-        "local",
-        "-P",
-        f"output={tmp_path / 'data'}",
-        "-P",
-        "image_size=16",
-        "-P",
-        "num_images=6",
-        "-P",
-        "generator_steps=2",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    parameters = {"output": tmp_path / "data", "image_size": 16, "num_images": 6, "generator_steps": 2}
+    result = mlflow_run("prepare", parameters, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "data" / "manifest.csv").is_file()
     client = mlflow.MlflowClient()

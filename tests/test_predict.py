@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import jpeg_bytes
+from conftest import jpeg_bytes, mlflow_run
 from PIL import Image
 from tracking_server import free_port
 
@@ -28,7 +28,6 @@ from deepfake_detection.errors import MissingModelError
 from deepfake_detection.inference import COLUMNS, InputError, read_predictions, run_predict
 from deepfake_detection.training import run_training
 
-PROJECT = Path(__file__).resolve().parents[1]
 CHAMPION = "models:/deepfake-custom_c@champion"
 
 
@@ -322,29 +321,8 @@ def test_explain_writes_overlays_and_reports_bad_files(trained, images, tmp_path
 
 @pytest.mark.slow
 def test_mlflow_run_explain_logs_overlays(trained, images):
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_EXPERIMENT_NAME": "deepfake-detection",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "run",
-        str(PROJECT),
-        "-e",
-        "explain",
-        "--env-manager",
-        "local",
-        "-P",
-        f"input={images / 'fake'}",
-        "-P",
-        "model=custom_c",
-        "-P",
-        "max_images=2",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=trained, timeout=300)
+    parameters = {"input": images / "fake", "model": "custom_c", "max_images": 2}
+    result = mlflow_run("explain", parameters, capture_output=True, text=True, cwd=trained, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("deepfake-detection")

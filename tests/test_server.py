@@ -86,7 +86,7 @@ def test_train_and_compare_against_a_shared_tracking_server(tracking_server, ben
     files = _api(
         tracking_server, "GET", "mlflow/artifacts/list", params={"run_id": child["info"]["run_id"], "path": "plots"}
     )["files"]
-    plots = ("roc", "precision_recall", "confusion_matrix", "training_curves")
+    plots = ("roc", "precision_recall", "confusion_matrix", "training_curves", "reliability")
     assert {f["path"] for f in files} == {f"plots/{name}.png" for name in plots}
     for run, path in ((child, "plots/roc.png"), (compare, "plots/roc_overlay.png")):
         served = requests.get(

@@ -16,6 +16,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PROJECT, mlflow_run
 from mlflow import MlflowClient
 from tracking_server import free_port
 
@@ -25,8 +26,6 @@ from deepfake_detection.config import TrainSettings
 from deepfake_detection.errors import DatasetError, DeepfakeError, TrackingError
 from deepfake_detection.evaluation import INTERVAL_METRICS, binary_metrics
 from deepfake_detection.training import run_training
-
-PROJECT = Path(__file__).resolve().parents[1]
 
 
 def _settings(data, tmp_path, **overrides):
@@ -275,19 +274,6 @@ def test_azimuthal_spectrum_finds_the_frequency_of_a_stripe_pattern():
 
 
 @pytest.mark.slow
-def _mlflow_run_train(parameters: dict, **kwargs) -> subprocess.CompletedProcess:
-    """``mlflow run <project> -e train --env-manager local -P k=v …`` in the test's tracking store."""
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_EXPERIMENT_NAME": "deepfake-detection",
-    }
-    command = [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", "train", "--env-manager", "local"]
-    for name, value in parameters.items():
-        command += ["-P", f"{name}={value}"]
-    return subprocess.run(command, env=env, timeout=900, **kwargs)
-
-
 def test_mlflow_run_train_all_architectures(bench_dataset, tmp_path):
     parameters = {
         "arch": "all",
@@ -298,7 +284,7 @@ def test_mlflow_run_train_all_architectures(bench_dataset, tmp_path):
         "num_samples": 8,
         "work_dir": tmp_path / "outputs",
     }
-    result = _mlflow_run_train(parameters, capture_output=True, text=True, cwd=tmp_path)
+    result = mlflow_run("train", parameters, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient()
     for name in ARCHITECTURES:  # version 1 each: champion in Production, or challenger in Staging if degenerate
@@ -366,7 +352,8 @@ def test_train_killed_mid_search_and_mid_fit_resumes_and_leaves_no_orphans(bench
 
     # The third goes through `mlflow run`, which resumes a project run it made: orphans are reaped there too.
     options = dict(zip(command[4::2], command[5::2]))
-    third = _mlflow_run_train(
+    third = mlflow_run(
+        "train",
         {option.removeprefix("--").replace("-", "_"): value for option, value in options.items()},
         stdout=log,
         stderr=subprocess.STDOUT,
