@@ -236,3 +236,17 @@ def test_per_level_roc_auc_on_a_ciplab_tree(tmp_path):
     p_fake = manifest["level"].map(score).to_numpy()
     # easy fakes all above the reals, mid tied with them, hard all below: 1, 1/2, 0
     assert per_group_roc_auc(manifest, p_fake, "level") == {"easy": 1.0, "hard": 0.0, "mid": 0.5}
+
+
+def test_a_confident_coin_flip_is_calibrated_to_one_half():
+    import numpy as np
+
+    from deepfake_detection.evaluation import apply_temperature, fit_temperature
+
+    # Outputs at 1e-6 / 1 - 1e-6, right half the time (the spectral baseline's raw outputs looked
+    # like this): only a very large temperature brings them to 0.5; a bound at 20 left ECE at 0.17.
+    y = np.array([0, 1] * 50)
+    p = np.array([1e-6, 1 - 1e-6, 1 - 1e-6, 1e-6] * 25)
+    calibrated = apply_temperature(p, fit_temperature(y, p))
+    assert np.abs(calibrated - 0.5).max() < 0.01
+    assert expected_calibration_error(y, calibrated) < 0.01 < 0.4 < expected_calibration_error(y, p)

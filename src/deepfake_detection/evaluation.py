@@ -274,7 +274,7 @@ def fit_temperature(y_true, p_fake) -> float:
         z = logits / np.exp(log_t)
         return float(np.mean(np.logaddexp(0, z) - y_true * z))
 
-    result = optimize.minimize_scalar(log_loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    result = optimize.minimize_scalar(log_loss, bounds=(np.log(1e-2), np.log(1e3)), method="bounded")
     return float(np.exp(result.x))
 
 
