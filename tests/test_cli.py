@@ -115,10 +115,12 @@ def test_bad_arguments_exit_non_zero_with_a_message(tmp_path, args, message):
         (["train", "--arch", "custom_a,resnet"], "unknown architecture(s) resnet"),
         (["train", "--arch", "densenet121", "--weights", "no-such.h5"], "weights 'no-such.h5' is neither"),
         (["main", "--arch", "custom_a", "--image-size", "16"], "custom_a needs images of at least 32 px, got 16"),
+        (["prepare", "--image-size", "30"], "bench image size must be a multiple of 4 and at least 16, got 30"),
     ],
 )
 def test_wrong_settings_are_one_line_errors_before_any_run(tmp_path, args, message):
-    result = CliRunner().invoke(main, [*args, "--data", str(tmp_path / "data")])
+    where = "--output" if args[0] == "prepare" else "--data"
+    result = CliRunner().invoke(main, [*args, where, str(tmp_path / "data")])
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)  # click's own error exit, not an uncaught exception
     assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1

@@ -100,8 +100,13 @@ def _prepare_options(function):
 def run_prepare(settings: PrepareSettings, track: bool = True):
     """Prepare a dataset as ``settings`` say, logging it to MLflow when ``track``."""
     from deepfake_detection import tracking
+    from deepfake_detection.data import bench
     from deepfake_detection.data.prepare import parse_fractions, prepare_bench, prepare_kaggle
 
+    if settings.source == "bench":
+        bench.check_settings(
+            image_size=settings.image_size, num_images=settings.num_images, difficulty=settings.difficulty
+        )
     if track:
         tracking.configure()
     if settings.source == "bench":
@@ -458,6 +463,7 @@ def serve(model: str, alias: str, host: str, port: int, max_request_mb: float) -
 def main_job(data: str, image_size: int, num_images: int, arch: str, epochs: int, max_trials: int, seed: int) -> None:
     """The README's main job: build the offline benchmark if missing, train every architecture, compare them."""
     from deepfake_detection import tracking
+    from deepfake_detection.data.bench import check_settings as bench_check
     from deepfake_detection.training import check_settings, run_training
 
     bench = PrepareSettings(source="bench", output=data, image_size=image_size, num_images=num_images, seed=seed)
@@ -465,13 +471,16 @@ def main_job(data: str, image_size: int, num_images: int, arch: str, epochs: int
         arch=arch, data=data, image_size=image_size, epochs=epochs, max_trials=max_trials, tuner="random", seed=seed
     )
     check_settings(train)  # before any run opens or any image is made
+    build = not Path(data, "manifest.csv").exists()
+    if build:
+        bench_check(image_size=image_size, num_images=num_images, difficulty=bench.difficulty)
     tracking.configure()
     started = time.perf_counter()
     with tracking.run("main", tags={"step": "main"}):
-        if Path(data, "manifest.csv").exists():
-            click.echo(f"using the existing dataset at {data}")
-        else:
+        if build:
             run_prepare(bench)
+        else:
+            click.echo(f"using the existing dataset at {data}")
         results = run_training(train)
         _print_results(results)
         from deepfake_detection.compare import run_compare

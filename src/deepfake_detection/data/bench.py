@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from deepfake_detection.data.photos import Photo, load_bundled_photos, random_crops
+from deepfake_detection.errors import SettingsError
 
 GENERATOR_FAMILIES = ("transpose", "upsample")
 
@@ -47,7 +48,7 @@ def build_generator(family: str, size: int, width: int = 16):
     from keras import layers
 
     if family not in GENERATOR_FAMILIES:
-        raise ValueError(f"unknown generator family {family!r}; choose from {GENERATOR_FAMILIES}")
+        raise SettingsError(f"unknown generator family {family!r}; choose from {GENERATOR_FAMILIES}")
     inputs = keras.Input((size, size, 3))
     x = layers.Rescaling(1 / 127.5, offset=-1)(inputs)
     x = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
@@ -112,6 +113,16 @@ def post_process(image: np.ndarray, difficulty: float, rng: np.random.Generator)
     return buffer.getvalue(), ".jpg"
 
 
+def check_settings(*, image_size: int, num_images: int, difficulty: float) -> None:
+    """Refuse a bench the generators cannot build, before anything is made."""
+    if image_size < 16 or image_size % 4:
+        raise SettingsError(f"bench image size must be a multiple of 4 and at least 16, got {image_size}")
+    if num_images < 2:
+        raise SettingsError(f"bench num_images must be at least 2 per class, got {num_images}")
+    if not 0 <= difficulty <= 1:
+        raise SettingsError(f"bench difficulty must be between 0 and 1, got {difficulty}")
+
+
 def generate(
     *,
     image_size: int = 64,
@@ -131,12 +142,7 @@ def generate(
     import tensorflow as tf
     from tqdm import tqdm
 
-    if image_size < 16 or image_size % 4:
-        raise ValueError(f"image_size must be a multiple of 4 and at least 16, got {image_size}")
-    if num_images < 2:
-        raise ValueError(f"num_images must be at least 2 per class, got {num_images}")
-    if not 0 <= difficulty <= 1:
-        raise ValueError(f"difficulty must be between 0 and 1, got {difficulty}")
+    check_settings(image_size=image_size, num_images=num_images, difficulty=difficulty)
     photos = photos if photos is not None else load_bundled_photos()
     rng = np.random.default_rng(seed)
     training_crops, _ = random_crops(photos, max(256, min(2048, num_images)), size=image_size, rng=rng)
