@@ -65,10 +65,18 @@ def ensure_experiment(name: str = EXPERIMENT_NAME) -> str:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
+    from mlflow.exceptions import MlflowException
+
     location = None
     if not tracking_uri().startswith(("http://", "https://", "databricks")):
         location = Path(DEFAULT_ARTIFACT_ROOT).resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another process created it since the look-up (two trains on a fresh server)
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 @contextlib.contextmanager
