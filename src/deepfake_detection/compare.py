@@ -293,7 +293,7 @@ def compute_comparison(
     """Each model's CNN head and PCA + SVM classifier(s), and the robustness pass when asked for."""
     from deepfake_detection.model import load_detector
 
-    y = {s: (parts[s]["label"] == "fake").to_numpy().astype(int) for s in SPLITS}
+    y = {s: evaluation.fake_labels(parts[s]) for s in SPLITS}
     svm = analysis.SVMSettings(
         n_components=settings.n_components, degree=settings.degree, C=settings.svm_c, seed=settings.seed
     )

@@ -78,7 +78,7 @@ def run_tuning(
     with (
         role_environ,
         _environ(MLFLOW_RUN_ID=None),
-        _exclusive(search.run_dir / "tuner" / "search" / f"{worker_id}.lock", worker_id),
+        _exclusive(search.search_dir / f"{worker_id}.lock", worker_id),
     ):
         parent = _chief_run(settings.experiment, study, wait_seconds)
         tuner = search.tuner(distribution_strategy(settings.distribute), parent, tags={"study": study})

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from deepfake_detection.architectures import EMBEDDING_LAYER
+from deepfake_detection.evaluation import fake_labels
 
 
 def extract(keras_model, root, rows: pd.DataFrame, image_size: int, batch_size: int = 64, desc: str = "embeddings"):
@@ -43,7 +44,7 @@ def cached_extract(cache: Path, keras_model, root, rows: pd.DataFrame, image_siz
         p_fake=p_fake,
         path=rows["path"].to_numpy(dtype=str),
         label=rows["label"].to_numpy(dtype=str),
-        target=(rows["label"] == "fake").to_numpy(int),
+        target=fake_labels(rows),
     )
     partial.replace(cache)
     return embedding, p_fake

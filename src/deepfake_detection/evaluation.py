@@ -16,6 +16,11 @@ from sklearn import metrics as skm
 log = logging.getLogger(__name__)
 
 
+def fake_labels(rows) -> np.ndarray:
+    """Manifest rows → 1 for ``fake`` (the positive class), 0 for ``real``."""
+    return (rows["label"] == "fake").to_numpy().astype(int)
+
+
 def choose_threshold(y_true, p_fake) -> float:
     """Threshold that maximises Youden's J (TPR - FPR) on the given (validation) data.
 
@@ -120,7 +125,7 @@ def per_group_roc_auc(manifest, p_fake, column: str) -> dict[str, float]:
     ``source`` the group already holds both classes.
     """
     result = {}
-    y = (manifest["label"] == "fake").to_numpy().astype(int)
+    y = fake_labels(manifest)
     p_fake = np.asarray(p_fake)
     sources = manifest["source"].to_numpy()
     for group in sorted(set(manifest[column]) - {""}):
@@ -190,6 +195,12 @@ class Interval:
     def __contains__(self, value: float) -> bool:
         return self.low <= value <= self.high
 
+    @classmethod
+    def percentile(cls, samples: np.ndarray, level: float) -> Interval:
+        """The central ``level`` share of bootstrap ``samples``."""
+        tail = 100 * (1 - level) / 2
+        return cls(*map(float, np.percentile(samples, [tail, 100 - tail])))
+
 
 def bootstrap_intervals(
     y_true, p_fake, threshold: float, *, n_resamples: int = 1000, level: float = 0.95, seed: int = 0
@@ -217,8 +228,7 @@ def bootstrap_intervals(
         "eer": np.array([equal_error_rate(a, b) for a, b in zip(y, p)]),
         "ece": np.array([expected_calibration_error(a, b) for a, b in zip(y, p)]),
     }
-    tail = 100 * (1 - level) / 2
-    return {name: Interval(*map(float, np.percentile(v, [tail, 100 - tail]))) for name, v in samples.items()}
+    return {name: Interval.percentile(v, level) for name, v in samples.items()}
 
 
 def metrics_with_intervals(y_true, p_fake, threshold: float, *, seed: int = 0) -> dict[str, float]:
@@ -253,22 +263,25 @@ def paired_roc_auc_difference(
     index = bootstrap_indices(y_true, n_resamples, seed)
     y = y_true[index]
     differences = _roc_auc_rows(y, p_a[index]) - _roc_auc_rows(y, p_b[index])
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(differences, [tail, 100 - tail])
+    interval = Interval.percentile(differences, level)
     point = skm.roc_auc_score(y_true, p_a) - skm.roc_auc_score(y_true, p_b)
-    return PairedDifference(float(point), float(low), float(high))
+    return PairedDifference(float(point), interval.low, interval.high)
 
 
 # -- calibration ---------------------------------------------------------------------------
 
-_EPSILON = 1e-7
+P_CLIP = 1e-7  # p_fake is clipped to [P_CLIP, 1 - P_CLIP] before its logit (here and in TemperatureScaling)
+
+
+def _logit(p_fake) -> np.ndarray:
+    return special.logit(np.clip(np.asarray(p_fake, dtype=float), P_CLIP, 1 - P_CLIP))
 
 
 def fit_temperature(y_true, p_fake) -> float:
     """Temperature scaling (Guo et al. 2017): the T > 0 that minimises the log loss of
     ``sigmoid(logit(p_fake) / T)`` on the given (validation) data. Monotone: ROC-AUC unchanged."""
     y_true = np.asarray(y_true, dtype=float)
-    logits = special.logit(np.clip(np.asarray(p_fake, dtype=float), _EPSILON, 1 - _EPSILON))
+    logits = _logit(p_fake)
 
     def log_loss(log_t: float) -> float:
         z = logits / np.exp(log_t)
@@ -280,5 +293,5 @@ def fit_temperature(y_true, p_fake) -> float:
 
 def apply_temperature(p_fake, temperature: float) -> np.ndarray:
     """``sigmoid(logit(p_fake) / temperature)``, as the registered model's last layer computes it."""
-    logits = special.logit(np.clip(np.asarray(p_fake, dtype=float), _EPSILON, 1 - _EPSILON))
+    logits = _logit(p_fake)
     return special.expit(logits / temperature)

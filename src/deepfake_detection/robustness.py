@@ -64,9 +64,9 @@ def evaluate(detector, rows: pd.DataFrame, label: str, batch_size: int = 64) -> 
     """ROC-AUC and accuracy (at the model's threshold) of ``detector`` on ``rows`` under every perturbation."""
     from tqdm import tqdm
 
-    from deepfake_detection.evaluation import binary_metrics
+    from deepfake_detection.evaluation import binary_metrics, fake_labels
 
-    y = (rows["label"] == "fake").to_numpy().astype(int)
+    y = fake_labels(rows)
     originals = [Path(path).read_bytes() for path in rows["file"]]
     results = []
     for name in tqdm(PERTURBATIONS, desc=f"robustness {label}", unit="perturbation"):

@@ -43,7 +43,13 @@ class ArchitectureResult:
     test: dict
     train_images_per_second: float
     best_hyperparameters: dict
-    degenerate: bool
+
+    @property
+    def degenerate(self) -> bool:
+        """No better than chance on valid: registered, never champion."""
+        from deepfake_detection.evaluation import is_degenerate
+
+        return is_degenerate(self.valid)
 
 
 def check_settings(settings: TrainSettings) -> list[str]:
@@ -131,6 +137,11 @@ class Search:
         return study_dir(self.name, self.settings, self.digest)
 
     @property
+    def search_dir(self) -> Path:
+        """keras-tuner's folder of this search (``directory/project_name``): oracle, trials, worker locks."""
+        return self.run_dir / "tuner" / "search"
+
+    @property
     def tags(self) -> dict:
         return {"architecture": self.name, "dataset_digest": self.digest}
 
@@ -172,8 +183,8 @@ class Search:
         return tuning.make_tuner(
             s.tuner,
             tuning.AugmentedHyperModel(self.architecture, self.train_data),
-            directory=self.run_dir / "tuner",
-            project_name="search",
+            directory=self.search_dir.parent,
+            project_name=self.search_dir.name,
             max_trials=s.max_trials,
             epochs=s.epochs,
             executions_per_trial=s.executions_per_trial,
@@ -276,7 +287,6 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
         scores.test,
         fit.images_per_second,
         dict(best.values),
-        scores.degenerate,
     )
 
 
@@ -289,7 +299,7 @@ def search_hyperparameters(search: Search, strategy) -> kt.HyperParameters:
 
     if search.settings.tuner == "none":
         return search.fixed
-    resumed = (search.run_dir / "tuner" / "search" / "oracle.json").exists()
+    resumed = (search.search_dir / "oracle.json").exists()
     study = search.run_dir.name
     print(f"{search.name}: {'resuming' if resumed else 'new'} study {study} in {search.run_dir.parent}")
     mlflow.set_tags({"study": study, "study_resumed": str(resumed).lower()})
@@ -332,10 +342,6 @@ def final_fit(search: Search, best: kt.HyperParameters, strategy) -> Fit:
     return Fit(model, history.history, seconds, epochs_run, images_per_second)
 
 
-def _labels(rows) -> np.ndarray:
-    return (rows["label"] == "fake").to_numpy().astype(int)
-
-
 def evaluate(model: keras.Model, search: Search) -> Scores:
     """Score valid and test; calibrate (temperature scaling) and choose the threshold on valid,
     never on test; 95 % bootstrap intervals of the test metrics."""
@@ -343,7 +349,7 @@ def evaluate(model: keras.Model, search: Search) -> Scores:
 
     raw_valid = model.predict(search.valid, verbose=0).reshape(-1)
     raw_test = model.predict(search.test, verbose=0).reshape(-1)
-    y_valid, y_test = _labels(search.parts["valid"]), _labels(search.parts["test"])
+    y_valid, y_test = evaluation.fake_labels(search.parts["valid"]), evaluation.fake_labels(search.parts["test"])
     temperature = evaluation.fit_temperature(y_valid, raw_valid)
     p_valid = evaluation.apply_temperature(raw_valid, temperature)
     p_test = evaluation.apply_temperature(raw_test, temperature)

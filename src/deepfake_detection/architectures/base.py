@@ -13,6 +13,7 @@ import keras
 import keras_tuner as kt
 
 from deepfake_detection.errors import SettingsError, WeightsError
+from deepfake_detection.evaluation import P_CLIP
 
 EMBEDDING_LAYER = "embedding"
 OUTPUT_LAYER = "p_fake"
@@ -48,7 +49,7 @@ class TemperatureScaling(keras.layers.Layer):
         self.temperature = float(temperature)
 
     def call(self, p_fake):
-        p_fake = keras.ops.clip(p_fake, 1e-7, 1 - 1e-7)
+        p_fake = keras.ops.clip(p_fake, P_CLIP, 1 - P_CLIP)
         return keras.ops.sigmoid((keras.ops.log(p_fake) - keras.ops.log1p(-p_fake)) / self.temperature)
 
     def get_config(self):
