@@ -7,7 +7,7 @@ files: all real images plus that family's fakes), each architecture is trained o
 real ``train`` code (registered in a private tracking store), and its ROC-AUC is measured on
 the test reals against the test fakes of every family. Rows: trained on; columns: tested on.
 
-    python benchmarks/cross_generator.py [--arch custom_c,custom_a,spectrum] [--epochs 3]
+    python benchmarks/cross_generator.py [--arch npr,custom_c,spectrum] [--epochs 8] [--num-images 2000]
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ def write_view(data: Path, manifest: pd.DataFrame, generators: list[str], folder
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="", help="A prepared bench dataset (default: build the 64 px benchmark).")
-    parser.add_argument("--arch", default="custom_c,custom_a,spectrum")
+    parser.add_argument("--arch", default="npr,custom_c,spectrum")
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--num-images", type=int, default=2000, help="Bench images per class when building.")
+    parser.add_argument("--epochs", type=int, default=8, help="Final-fit epochs (the schedule spans them).")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", default="", help="Also write the matrix as CSV here.")
     args = parser.parse_args()
@@ -51,7 +52,7 @@ def main() -> None:
     from deepfake_detection.training import run_training
 
     workspace = private_workspace("cross-generator-")
-    data = bench_data(args.data, workspace, args.image_size, args.seed)
+    data = bench_data(args.data, workspace, args.image_size, args.seed, num_images=args.num_images)
     os.chdir(workspace)
     manifest = pd.read_csv(data / "manifest.csv", keep_default_na=False)
     families = sorted(g for g in manifest.loc[manifest["label"] == "fake", "generator"].unique() if g)

@@ -121,3 +121,15 @@ def tracking_server():
 
     with start() as server:
         yield server
+
+
+def write_keras2_weights(model, path: Path) -> Path:
+    """Write ``model``'s weights as Keras 2's ``save_weights`` wrote ``.h5`` files (one group per
+    layer name): the format of the files keras.applications and rcmalli's VGGFace release publish."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, model)
+    return path

@@ -12,23 +12,24 @@ import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
+from conftest import write_keras2_weights
 
 from deepfake_detection.architectures import ARCHITECTURES, EMBEDDING_LAYER, OUTPUT_LAYER, WeightsError
 from deepfake_detection.architectures.families import VGGFACE_URL
 
-COMMON = {"dropout": 0.3, "augment": 0.5, "learning_rate": 1e-3}
+COMMON = {"dropout": 0.3, "augment": 0.5, "learning_rate": 1e-3, "weight_decay": 1e-4, "label_smoothing": 0.05}
 # The hyperparameters each architecture registers when built from an empty HyperParameters
 # (without pretrained weights, so no ``fine_tune``), with their defaults as written in the code.
 DEFAULTS = {
-    "vggface16": COMMON,
-    "densenet121": COMMON,
-    "custom_a": {"block_dropout": 0.2, **COMMON},
-    "custom_b": {"width": 32, "stages": 3, **COMMON},
+    "vggface16": {"input": "npr", **COMMON, "augment": 0.0},
+    "densenet121": {"input": "npr", **COMMON},
+    "custom_a": {"block_dropout": 0.2, "input": "npr", **COMMON},
     "custom_c": {"width": 32, "depth": 3, **COMMON},
+    "npr": {"width": 32, "stages": 3, **COMMON},
     "spectrum": {**COMMON, "learning_rate": 3e-2},
 }
-MIN_IMAGE_SIZE = {"vggface16": 32, "densenet121": 32, "custom_a": 32, "custom_b": 16, "custom_c": 16, "spectrum": 16}
-EMBEDDING_UNITS = {"vggface16": 2048, "densenet121": 1024, "custom_a": 512, "custom_b": 512, "custom_c": 512}
+MIN_IMAGE_SIZE = {"vggface16": 32, "densenet121": 32, "custom_a": 32, "custom_c": 16, "npr": 16, "spectrum": 16}
+EMBEDDING_UNITS = {"vggface16": 2048, "densenet121": 1024, "custom_a": 512, "custom_c": 512, "npr": 512}
 NAMES = sorted(ARCHITECTURES)
 
 
@@ -101,15 +102,15 @@ def test_custom_a_fixed_block_dropout():
     assert rates == pytest.approx({f"block{b}_dropout": 0.1 for b in range(2, 7)} | {"head_dropout": 0.3})
 
 
-def test_custom_b_fixed_width_and_stages():
+def test_npr_fixed_width_and_stages():
     hp = kt.HyperParameters()
     hp.Fixed("width", 16)
-    hp.Fixed("stages", 4)
-    _, _, model = build("custom_b", hp)
+    hp.Fixed("stages", 2)
+    _, _, model = build("npr", hp)
     assert model.get_layer("stem_conv").filters == 16
-    assert [model.get_layer(f"stage{s}_sep2").filters for s in range(4)] == [16, 32, 64, 128]
+    assert [model.get_layer(f"stage{s}_block0_conv1").filters for s in range(2)] == [16, 32]
     with pytest.raises(ValueError):
-        model.get_layer("stage4_add")
+        model.get_layer("stage2_block0_add")
 
 
 def test_custom_c_fixed_width_and_depth():
@@ -163,7 +164,7 @@ def test_imagenet_weights_unavailable_is_a_weights_error(monkeypatch):
         build("densenet121", weights="imagenet")
 
 
-@pytest.mark.parametrize("name", ["custom_a", "custom_b", "custom_c"])
+@pytest.mark.parametrize("name", ["custom_a", "custom_c", "npr"])
 def test_a_weights_file_is_loaded_and_adds_fine_tune(name, tmp_path):
     _, _, model = build(name)
     path = tmp_path / f"{name}.weights.h5"
@@ -172,7 +173,7 @@ def test_a_weights_file_is_loaded_and_adds_fine_tune(name, tmp_path):
 
     _, hp, loaded = build(name, weights=str(path))
     assert hp.get("fine_tune") == 0.5
-    assert set(hp.values) == set(DEFAULTS[name]) | {"fine_tune"}
+    assert set(hp.values) == set(DEFAULTS[name]) - {"input"} | {"fine_tune"}  # pretrained: RGB input
     for mine, theirs in zip(loaded.get_layer(EMBEDDING_LAYER).get_weights(), saved):
         np.testing.assert_array_equal(mine, theirs)
 
@@ -193,8 +194,8 @@ def test_fixed_fine_tune_freezes_the_backbone(fine_tune, trainable, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:Skipping nested container:UserWarning")  # keras, on the mismatched file
 def test_weights_that_do_not_fit_are_a_weights_error(tmp_path):
-    _, _, other = build("custom_b")
-    path = tmp_path / "custom_b.weights.h5"
+    _, _, other = build("npr")
+    path = tmp_path / "npr.weights.h5"
     other.save_weights(path)
     with pytest.raises(WeightsError, match=re.escape(f"custom_c: cannot load weights from {path}")):
         build("custom_c", weights=str(path))
@@ -203,3 +204,78 @@ def test_weights_that_do_not_fit_are_a_weights_error(tmp_path):
     unrelated.save(tmp_path / "unrelated.keras")
     with pytest.raises(WeightsError, match="no layer of .*unrelated.keras matches a layer of custom_c"):
         build("custom_c", weights=str(tmp_path / "unrelated.keras"))
+
+
+def test_npr_residual_is_each_pixel_minus_the_corner_of_its_2x2_cell():
+    from deepfake_detection.architectures import NeighbouringPixelResidual
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 1, (1, 6, 6, 3)).astype(np.float32)
+    residual = keras.ops.convert_to_numpy(NeighbouringPixelResidual()(image))
+    expected = image - np.repeat(np.repeat(image[:, ::2, ::2], 2, axis=1), 2, axis=2)
+    np.testing.assert_allclose(residual, expected, atol=1e-7)
+    assert np.abs(residual).max() > 0.1  # a natural (here: random) image leaves a residual
+    upsampled = np.repeat(np.repeat(image[:, :3, :3], 2, axis=1), 2, axis=2)  # nearest 2x up-sampling
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(NeighbouringPixelResidual()(upsampled)), 0.0)
+    odd = keras.ops.convert_to_numpy(NeighbouringPixelResidual()(image[:, :5, :5]))
+    assert odd.shape == (1, 5, 5, 3)  # an odd side keeps its size
+
+
+def _no_download(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"tried to download {args[:2]}")
+
+    monkeypatch.setattr(keras.utils, "get_file", refuse)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", refuse)
+
+
+def test_imagenet_weights_in_the_keras_cache_are_loaded_without_the_network(tmp_path, monkeypatch):
+    from deepfake_detection.architectures.families import DENSENET_NOTOP_FILE
+
+    keras.utils.set_random_seed(3)
+    source = keras.applications.DenseNet121(include_top=False, weights=None, input_shape=(32, 32, 3))
+    write_keras2_weights(source, tmp_path / "models" / DENSENET_NOTOP_FILE)  # where keras.applications caches it
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    _no_download(monkeypatch)
+    keras.utils.set_random_seed(4)
+    with pytest.warns(UserWarning, match="is not the file Keras publishes"):  # a stand-in, not the real file
+        _, hp, model = build("densenet121", weights="imagenet")
+    backbone = model.get_layer("densenet121_backbone")
+    for layer in ("conv1_conv", "conv5_block16_2_conv", "bn"):
+        for mine, theirs in zip(backbone.get_layer(layer).get_weights(), source.get_layer(layer).get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    assert hp.get("fine_tune") == 0.5
+
+
+def test_vggface_weights_in_the_keras_cache_are_loaded_by_layer_name(tmp_path, monkeypatch):
+    from deepfake_detection.architectures.families import VGGFACE_FILE
+
+    keras.utils.set_random_seed(5)
+    _, _, full = build("vggface16")
+    notop = keras.Model(full.input, full.get_layer("pool5").output)  # rcmalli's no-top file: conv1_1 … pool5
+    write_keras2_weights(notop, tmp_path / "models" / "vggface" / VGGFACE_FILE)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    _no_download(monkeypatch)
+    keras.utils.set_random_seed(6)
+    _, _, model = build("vggface16", weights="vggface")
+    for layer in ("conv1_1", "conv3_2", "conv5_3"):
+        for mine, theirs in zip(model.get_layer(layer).get_weights(), notop.get_layer(layer).get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    assert not np.array_equal(
+        model.get_layer("embedding").get_weights()[0], full.get_layer("embedding").get_weights()[0]
+    )
+
+
+@pytest.mark.parametrize("name", ["vggface16", "densenet121", "custom_a"])
+def test_generic_backbones_learn_on_the_npr_residual_from_scratch_and_on_rgb_with_weights(name, tmp_path):
+    _, hp, scratch = build(name)
+    assert hp.get("input") == "npr"
+    assert scratch.get_layer("npr_residual") and "preprocess" not in [layer.name for layer in scratch.layers]
+    rgb = kt.HyperParameters()
+    rgb.Fixed("input", "rgb")
+    _, _, searched = build(name, rgb)
+    assert searched.get_layer("preprocess") and "npr_residual" not in [layer.name for layer in searched.layers]
+    source = searched.get_layer("densenet121_backbone") if name == "densenet121" else searched
+    path = write_keras2_weights(source, tmp_path / f"{name}.h5")  # loaded by layer name
+    _, hp, pretrained = build(name, weights=str(path))
+    assert "input" not in hp.values and pretrained.get_layer("preprocess")  # weights were learnt on RGB

@@ -288,10 +288,10 @@ def test_gradcam_points_at_the_evidence():
 @pytest.mark.parametrize(
     "arch, layer",
     [
-        ("vggface16", "conv5_3"),
+        ("vggface16", "conv5_3_relu"),
         ("densenet121", "densenet121_backbone"),
         ("custom_a", "block6_bn"),
-        ("custom_b", "stage2_add"),
+        ("npr", "stage2_block1_out"),
         ("custom_c", "res2_relu"),
     ],
 )

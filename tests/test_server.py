@@ -141,7 +141,7 @@ def _train_command(data, work_dir, seed: int) -> list[str]:
         "deepfake_detection",
         "train",
         "--arch",
-        "custom_b",
+        "npr",
         "--data",
         str(data),
         "--image-size",
@@ -180,12 +180,12 @@ def test_two_trains_registering_at_once_get_consecutive_versions_and_one_champio
             process.kill()
     experiment = client.get_experiment_by_name("deepfake-detection")
     runs = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_id not in before]
-    assert sorted(r.info.run_name for r in runs) == ["train", "train", "train-custom_b", "train-custom_b"]
+    assert sorted(r.info.run_name for r in runs) == ["train", "train", "train-npr", "train-npr"]
     assert {r.info.status for r in runs} == {"FINISHED"}  # no run lost or left RUNNING
-    name = "deepfake-custom_b"
+    name = "deepfake-npr"
     versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
     assert [str(v.version) for v in versions] == ["1", "2"]
-    assert {v.run_id for v in versions} == {r.info.run_id for r in runs if r.info.run_name == "train-custom_b"}
+    assert {v.run_id for v in versions} == {r.info.run_id for r in runs if r.info.run_name == "train-npr"}
     best = max(versions, key=lambda v: (float(v.tags["valid_roc_auc"]), -int(v.version)))
     aliases = {role: str(version) for role, version in client.get_registered_model(name).aliases.items()}
     print(f"observed: versions {[(v.version, v.tags['valid_roc_auc']) for v in versions]}, aliases {aliases}")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -16,7 +18,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PROJECT, mlflow_run
+from conftest import PROJECT, mlflow_run, write_keras2_weights
 from mlflow import MlflowClient
 from tracking_server import free_port
 
@@ -184,6 +186,50 @@ def test_a_study_is_keyed_on_every_setting_that_changes_what_a_trial_scores(tmp_
     assert study_dir("custom_a", base, "other-data") != study != study_dir("custom_c", base, "digest")
 
 
+def test_a_budget_gives_every_architecture_the_same_epochs_as_far_as_it_goes():
+    from types import SimpleNamespace
+
+    from deepfake_detection.training import plan_epochs
+
+    def arch(name, seconds_per_epoch):
+        return SimpleNamespace(name=name, epoch_seconds=lambda images: seconds_per_epoch * images / 1000)
+
+    nets = [arch("slow", 60.0), arch("fast", 5.0), arch("medium", 20.0)]  # seconds per epoch at 1,000 images
+    assert plan_epochs(nets, 1000, budget_minutes=0, max_epochs=7) == {"slow": 7, "fast": 7, "medium": 7}
+    # 600 s: seven epochs each cost 595 s; the 5 s left buy fast an eighth.
+    plan = plan_epochs(nets, 1000, budget_minutes=10, max_epochs=10)
+    assert plan == {"slow": 7, "fast": 8, "medium": 7}
+    assert list(plan) == ["slow", "fast", "medium"]  # in the order asked for
+    assert plan_epochs(nets, 1000, budget_minutes=10, max_epochs=5) == {"slow": 5, "fast": 5, "medium": 5}
+    tight = plan_epochs(nets, 1000, budget_minutes=0.5, max_epochs=10)
+    assert tight == {"slow": 1, "fast": 1, "medium": 1}  # at least one epoch each, even over the budget
+    # Four times the images: slow cannot afford a second epoch; the others share what it leaves.
+    assert plan_epochs(nets, 4000, budget_minutes=10, max_epochs=10) == {"slow": 1, "fast": 6, "medium": 3}
+    for images, minutes in ((1000, 10), (4000, 10), (2500, 5)):
+        plan = plan_epochs(nets, images, budget_minutes=minutes, max_epochs=10)
+        assert sum(plan[n.name] * n.epoch_seconds(images) for n in nets) <= minutes * 60
+
+
+def test_a_budgeted_train_logs_its_plan_and_the_same_seed_gives_the_same_models(bench_dataset, tmp_path):
+    settings = _settings(
+        bench_dataset, tmp_path, arch="npr,spectrum", tuner="none", epochs=3, budget_minutes=0.001, num_samples=24
+    )
+    first = run_training(settings)
+    client = MlflowClient()
+    for result in first:
+        run = client.get_run(result.run_id)
+        assert run.data.params["fit_epochs"] == "1"  # 0.06 s cannot buy more than the one epoch each gets
+        assert run.data.metrics["epochs_run"] == 1
+    again = run_training(replace(settings, work_dir=str(tmp_path / "again")))
+    other_seed = run_training(replace(settings, work_dir=str(tmp_path / "other"), seed=7))
+    for a, b, c in zip(first, again, other_seed):
+        assert a.test == b.test  # every metric, intervals too
+        assert a.test != c.test
+        table_a = mlflow.load_table("predictions/test.json", run_ids=[a.run_id])
+        table_b = mlflow.load_table("predictions/test.json", run_ids=[b.run_id])
+        np.testing.assert_array_equal(table_a["p_fake"], table_b["p_fake"])
+
+
 def test_failed_promotion_leaves_no_registered_version(bench_dataset, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("registry went away (simulated)")
@@ -214,10 +260,10 @@ def test_bad_training_input_fails_before_training(bench_dataset, tmp_path, monke
 
 
 def test_weights_file_of_the_wrong_shape_is_refused(bench_dataset, tmp_path):
-    other = get_architecture("custom_b", 32).build(kt.HyperParameters())
-    other.save_weights(tmp_path / "custom_b.weights.h5")
+    other = get_architecture("npr", 32).build(kt.HyperParameters())
+    other.save_weights(tmp_path / "npr.weights.h5")
     with pytest.raises(WeightsError, match="cannot load weights"):
-        run_training(_settings(bench_dataset, tmp_path, tuner="none", weights=str(tmp_path / "custom_b.weights.h5")))
+        run_training(_settings(bench_dataset, tmp_path, tuner="none", weights=str(tmp_path / "npr.weights.h5")))
     assert MlflowClient().search_registered_models() == []
     with pytest.raises(WeightsError, match="neither one of"):
         get_architecture("custom_a", 32, weights=str(tmp_path / "nowhere.h5"))
@@ -241,13 +287,45 @@ def test_vggface_weights_load_by_layer_name_from_a_legacy_h5(tmp_path):
             del os.environ["KERAS_HOME"]
 
 
+def test_train_with_pretrained_weights_from_the_keras_cache_end_to_end(bench_dataset, tmp_path, monkeypatch):
+    """``--weights imagenet`` / ``vggface`` with the files where Keras and the VGGFace instructions put
+    them (locally built stand-ins in the published format): trained, registered, and the frozen
+    half of the backbone still holds the file's weights."""
+    from deepfake_detection.architectures.families import DENSENET_NOTOP_FILE, VGGFACE_FILE
+    from deepfake_detection.model import load_detector
+
+    home = tmp_path / "keras"
+    keras.utils.set_random_seed(11)
+    densenet = keras.applications.DenseNet121(include_top=False, weights=None, input_shape=(32, 32, 3))
+    write_keras2_weights(densenet, home / "models" / DENSENET_NOTOP_FILE)
+    vgg = get_architecture("vggface16", 32).build(kt.HyperParameters())
+    write_keras2_weights(keras.Model(vgg.input, vgg.get_layer("pool5").output), home / "models/vggface" / VGGFACE_FILE)
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", None)  # no download can happen
+    checks = (("densenet121", "imagenet", densenet, "conv1_conv"), ("vggface16", "vggface", vgg, "conv1_1"))
+    for arch, weights, source, first_layer in checks:
+        with pytest.warns(UserWarning) if arch == "densenet121" else contextlib.nullcontext():
+            (result,) = run_training(
+                _settings(bench_dataset, tmp_path, arch=arch, weights=weights, tuner="none", num_samples=16)
+            )
+        params = MlflowClient().get_run(result.run_id).data.params
+        assert params["weights"] == weights and params["best.fine_tune"] == "0.5"
+        model = load_detector(result.model_uri).keras_model
+        if arch == "densenet121":
+            model = model.get_layer("densenet121_backbone")
+        for mine, theirs in zip(
+            model.get_layer(first_layer).get_weights(), source.get_layer(first_layer).get_weights()
+        ):
+            np.testing.assert_array_equal(mine, theirs)  # loaded, then frozen by fine_tune 0.5
+
+
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_every_architecture_has_an_embedding_of_the_documented_size(name):
     expected = {
         "vggface16": 2048,
         "densenet121": 1024,
         "custom_a": 512,
-        "custom_b": 512,
+        "npr": 512,
         "custom_c": 512,
         "spectrum": 16,
     }[name]  # spectrum: one ring per frequency up to Nyquist, image_size / 2
@@ -342,7 +420,7 @@ def test_train_killed_mid_search_and_mid_fit_resumes_and_leaves_no_orphans(bench
     first.send_signal(signal.SIGKILL)
     first.wait()
     second = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    _wait_for(second, work, "custom_a-*/fit-backup/training_metadata.json")  # the fit has backed up an epoch
+    _wait_for(second, work, "custom_a-*/fit-*-epochs/backup/training_metadata.json")  # the fit has backed up an epoch
     second.send_signal(signal.SIGKILL)
     second.wait()
     client = MlflowClient()

@@ -94,7 +94,7 @@ def test_a_worker_id_in_use_is_refused(tmp_path):
 def test_bad_tuning_settings_fail_before_any_search(bench_dataset, tmp_path):
     settings = TrainSettings(arch="custom_a", data=str(bench_dataset), image_size=32, work_dir=str(tmp_path / "out"))
     for changes, role, worker_id, oracle, message in [
-        ({"arch": "custom_a,custom_b"}, "chief", "", "127.0.0.1:1", "one architecture at a time"),
+        ({"arch": "custom_a,npr"}, "chief", "", "127.0.0.1:1", "one architecture at a time"),
         ({"tuner": "none"}, "chief", "", "127.0.0.1:1", "needs a tuner"),
         ({}, "chief", "", "localhost", "HOST:PORT"),
         ({}, "worker", "", "127.0.0.1:1", "needs --worker-id"),

@@ -312,7 +312,7 @@ def compute_comparison(
         records.append(cnn_head_result(model, y["test"], heads["test"], threshold, dim, seed=settings.seed))
         # The PCA is analysed on the first SVM: the exact one where it runs, else the Nystroem one.
         records.append(pca_svm_result(model, embeddings, y, svm, approximate=not exact_runs, analyse_pca=True))
-        if exact_runs:
+        if exact_runs and settings.approximate_too:
             records.append(pca_svm_result(model, embeddings, y, svm, approximate=True))
     return Comparison(tuple(records), pd.DataFrame(robust) if robust else None, tuple(files))
 

@@ -29,7 +29,10 @@ class TrainSettings:
     arch: str = "all"  # "all" or a comma list of architecture names
     data: str = DEFAULT_DATA
     image_size: int = 64
-    epochs: int = 3  # per trial and for the final fit
+    epochs: int = 3  # per trial and for the final fit (its cap under a budget)
+    budget_minutes: float = (
+        0.0  # final fits' time on the reference machine, split across architectures; 0 = `epochs` each
+    )
     max_trials: int = 2
     tuner: str = "random"  # hyperband | bayesian | random | none
     executions_per_trial: int = 1
@@ -55,6 +58,7 @@ class CompareSettings:
     degree: int = 3  # polynomial kernel degree
     svm_c: float = 1.0
     exact_max_samples: int = 20000  # above this many training rows, only the approximate kernel runs
+    approximate_too: bool = True  # where the exact SVM runs, also the Nystroem one beside it
     skip_missing: bool = False
     robustness: bool = False  # also score the test split re-compressed, down-scaled and blurred
     batch_size: int = 64

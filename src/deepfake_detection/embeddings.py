@@ -22,7 +22,7 @@ def extract(keras_model, root, rows: pd.DataFrame, image_size: int, batch_size: 
     dataset = make_dataset(root, "", image_size=image_size, batch_size=batch_size, cache=False, manifest=rows)
     embeddings, probabilities = [], []
     for images, _ in tqdm(dataset, total=int(np.ceil(len(rows) / batch_size)), desc=desc, unit="batch"):
-        embedding, p_fake = both(images, training=False)
+        embedding, p_fake = both.predict_on_batch(images)  # a traced function, not layer-by-layer eager calls
         embeddings.append(np.asarray(embedding, dtype=np.float32))
         probabilities.append(np.asarray(p_fake, dtype=np.float32).reshape(-1))
     return np.concatenate(embeddings), np.concatenate(probabilities)

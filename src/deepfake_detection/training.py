@@ -123,6 +123,7 @@ class Search:
             architecture.build(kt.HyperParameters())
             keras.backend.clear_session()
             keras.utils.set_random_seed(settings.seed)
+        architecture.training_steps = settings.epochs * steps_per_epoch(len(parts["train"]), settings.batch_size)
         fixed = kt.HyperParameters()
         if settings.augment >= 0:  # a fixed augmentation strength instead of searching it
             fixed.Fixed("augment", settings.augment)
@@ -212,6 +213,30 @@ def distribution_strategy(kind: str):
     return tf.distribute.MirroredStrategy(devices)
 
 
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    return max(1, -(-images // batch_size))
+
+
+def plan_epochs(architectures: list[Architecture], train_images: int, budget_minutes: float, max_epochs: int) -> dict:
+    """Final-fit epochs per architecture: ``max_epochs`` each without a budget. With one, every
+    architecture gets one epoch, then one more epoch at a time goes to the architecture with the
+    fewest so far (the cheapest first on a tie) that still fits in what is left of the budget and
+    is below ``max_epochs``, until none fits. So all get the same number of epochs as far as the
+    budget allows, and what the slowest cannot use goes to the faster ones. Costs are each
+    architecture's measured seconds per epoch (:meth:`Architecture.epoch_seconds`). A pure
+    function of its arguments: the same settings give the same plan, and models, on any machine."""
+    if budget_minutes <= 0:
+        return {a.name: max_epochs for a in architectures}
+    cost = {a.name: a.epoch_seconds(train_images) for a in architectures}
+    plan = dict.fromkeys(cost, 1)
+    left = budget_minutes * 60.0 - sum(cost.values())
+    while fits := [n for n in cost if plan[n] < max_epochs and cost[n] <= left]:
+        name = min(fits, key=lambda n: (plan[n], cost[n], n))
+        plan[name] += 1
+        left -= cost[name]
+    return {a.name: plan[a.name] for a in architectures}
+
+
 @dataclass
 class Fit:
     model: keras.Model
@@ -245,7 +270,9 @@ class Scores:
         return is_degenerate(self.valid)
 
 
-def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: str) -> ArchitectureResult:
+def train_architecture(
+    name: str, settings: TrainSettings, parts: dict, digest: str, epochs: int | None = None
+) -> ArchitectureResult:
     """Train, evaluate, log and register one architecture inside the active (child) run.
 
     As the chief of a distributed search (``KERASTUNER_TUNER_ID=chief``) the search step
@@ -256,7 +283,7 @@ def train_architecture(name: str, settings: TrainSettings, parts: dict, digest: 
     search = Search.create(name, settings, parts, digest)
     strategy = distribution_strategy(settings.distribute)
     best = search_hyperparameters(search, strategy)
-    fit = final_fit(search, best, strategy)
+    fit = final_fit(search, best, strategy, epochs or settings.epochs)
     scores = evaluate(fit.model, search)
     if scores.degenerate:
         log.warning("%s is no better than chance on valid: registered, never champion (tag degenerate=true)", name)
@@ -306,33 +333,35 @@ def search_hyperparameters(search: Search, strategy) -> kt.HyperParameters:
     return tuning.search(search.tuner(strategy), search.valid, search.settings.epochs)
 
 
-def final_fit(search: Search, best: kt.HyperParameters, strategy) -> Fit:
-    """Fit ``best`` from scratch with early stopping on val_auc; a killed fit resumes."""
+def final_fit(search: Search, best: kt.HyperParameters, strategy, epochs: int) -> Fit:
+    """Fit ``best`` from scratch for ``epochs`` (the learning-rate schedule spans them) with early
+    stopping on val_auc; a killed fit resumes."""
     import mlflow
 
     settings = search.settings
     keras.utils.set_random_seed(settings.seed)
+    search.architecture.training_steps = epochs * steps_per_epoch(len(search.parts["train"]), settings.batch_size)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = search.architecture.build(best)
     if strategy is not None:
         mlflow.log_params({"devices": ",".join(strategy.extended.worker_devices)})
-    mlflow.log_params({f"best.{k}": v for k, v in best.values.items()})
-    checkpoint = search.run_dir / "checkpoint.keras"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    patience = settings.patience
+    mlflow.log_params({f"best.{k}": v for k, v in best.values.items()} | {"fit_epochs": epochs})
+    folder = search.run_dir / f"fit-{epochs}-epochs"  # a fit planned for other epochs is another fit
+    folder.mkdir(parents=True, exist_ok=True)
     callbacks = [
-        keras.callbacks.EarlyStopping("val_auc", mode="max", patience=patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau("val_auc", mode="max", factor=0.5, patience=max(1, patience // 2)),
-        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_auc", mode="max", save_best_only=True),
+        keras.callbacks.EarlyStopping("val_auc", mode="max", patience=settings.patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(
+            str(folder / "checkpoint.keras"), monitor="val_auc", mode="max", save_best_only=True
+        ),
         # A killed fit restarts from its last finished epoch when `train` is run again.
-        _ResumableFit(str(search.run_dir / "fit-backup"), double_checkpoint=True),
+        _ResumableFit(str(folder / "backup"), double_checkpoint=True),
         mlflow.keras.MlflowCallback(),
     ]
     started = time.perf_counter()
     history = model.fit(
         search.train_data(best.get("augment")),
         validation_data=search.valid,
-        epochs=settings.epochs,
+        epochs=epochs,
         callbacks=callbacks,
         verbose=0,
     )
@@ -479,6 +508,8 @@ def run_training(
     """The whole ``train`` entry point: checks first, then one child run per architecture."""
     import mlflow
 
+    from deepfake_detection.architectures import get_architecture
+
     names = check_settings(settings)
     tracking.configure()
     settings, parts, digest = load_training_data(settings)
@@ -487,6 +518,14 @@ def run_training(
         "positive_class": "fake",
         **(tags or {}),
     }
+    plan = plan_epochs(
+        [get_architecture(n, settings.image_size, settings.weights) for n in names],
+        len(parts["train"]),
+        settings.budget_minutes,
+        settings.epochs,
+    )
+    if settings.budget_minutes > 0:
+        print(f"final-fit epochs for a {settings.budget_minutes:g}-minute budget: {plan}")
     results = []
     with tracking.run(run_name, experiment=settings.experiment, tags={**common_tags, "step": run_name}):
         mlflow.log_params({f"train.{k}": v for k, v in asdict(settings).items()})
@@ -496,6 +535,6 @@ def run_training(
             with tracking.run(f"train-{name}", tags=child_tags):
                 mlflow.log_params({k: v for k, v in asdict(settings).items() if k != "arch"} | {"architecture": name})
                 tracking.log_dataset_input(settings.data, parts, digest)
-                results.append(train_architecture(name, settings, parts, digest))
+                results.append(train_architecture(name, settings, parts, digest, plan[name]))
         mlflow.log_metrics({f"{r.architecture}_test_roc_auc": r.test["roc_auc"] for r in results})
     return results

@@ -56,6 +56,20 @@ class TemperatureScaling(keras.layers.Layer):
         return {**super().get_config(), "temperature": self.temperature}
 
 
+@keras.saving.register_keras_serializable(package="deepfake_detection")
+class NeighbouringPixelResidual(keras.layers.Layer):
+    """NPR (Tan et al., CVPR 2024): the image minus its 2x nearest-neighbour down- then up-sampled
+    copy, i.e. each pixel minus the top-left pixel of its 2x2 cell. Up-sampling decoders make the
+    four pixels of a cell depend on one another; this residual keeps that and drops the content."""
+
+    def call(self, inputs):
+        ops = keras.ops
+        height, width = inputs.shape[1], inputs.shape[2]
+        corner = inputs[:, ::2, ::2, :]
+        up = ops.repeat(ops.repeat(corner, 2, axis=1), 2, axis=2)[:, :height, :width, :]
+        return inputs - up
+
+
 def calibrated(model: keras.Model, temperature: float) -> keras.Model:
     """``model`` with :class:`TemperatureScaling` on its ``p_fake`` output (same layers and weights)."""
     output = TemperatureScaling(temperature, name="calibrated_p_fake", dtype="float32")(model.outputs[0])
@@ -75,8 +89,14 @@ class Architecture(kt.HyperModel):
     preprocessing: str = "unit"
     embedding_dim: int = 0
     named_weights: tuple[str, ...] = ()  # pretrained sets besides "none" and local paths
+    inputs: tuple[str, ...] = ("rgb",)  # input representations offered (rgb, npr); the first is the default
     min_image_size: int = 16
-    learning_rates: tuple[float, float, float] = (1e-4, 3e-3, 1e-3)  # search range and default
+    learning_rates: tuple[float, float, float] = (1e-4, 3e-3, 1e-3)  # search range and default (the peak)
+    weight_decay: float = 1e-4  # AdamW's decoupled weight decay (default of the searched choice)
+    augment: float = 0.5  # default augmentation strength
+    # Measured training seconds per 1,000 images at 64 px on the reference machine (2 vCPU, no
+    # GPU; `python benchmarks/training_speed.py`); how a time budget becomes epochs.
+    seconds_per_kimage: float = 10.0
 
     def __init__(self, image_size: int = 64, weights: str = "none"):
         super().__init__(name=self.name, tunable=True)
@@ -88,6 +108,13 @@ class Architecture(kt.HyperModel):
             raise WeightsError(f"{self.name}: weights {weights!r} is neither one of ({allowed}) nor an existing file")
         self.image_size = image_size
         self.weights = weights
+        # Optimizer steps the learning-rate schedule spans (warm-up, then cosine decay to zero);
+        # set by the trainer before each build, 0 = a constant learning rate.
+        self.training_steps = 0
+
+    def epoch_seconds(self, train_images: int) -> float:
+        """Expected seconds of one training epoch (validation included) on the reference machine."""
+        return self.seconds_per_kimage * train_images / 1000 * (self.image_size / 64) ** 2
 
     @property
     def pretrained(self) -> bool:
@@ -105,7 +132,11 @@ class Architecture(kt.HyperModel):
     # -- shared -------------------------------------------------------------------------
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         inputs = keras.Input((self.image_size, self.image_size, 3), name="image")
-        x = Preprocess(self.preprocessing, name="preprocess")(inputs)
+        if self.input_representation(hp) == "npr":
+            x = NeighbouringPixelResidual(name="npr_residual")(inputs)
+            x = keras.layers.Rescaling(1 / 30, name="npr_scale")(x)  # grey levels / 30: mostly within ±1
+        else:
+            x = Preprocess(self.preprocessing, name="preprocess")(inputs)
         embedding = self.backbone(x, hp)
         x = keras.layers.Dropout(hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.3), name="head_dropout")(embedding)
         outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER, dtype="float32")(x)
@@ -115,15 +146,26 @@ class Architecture(kt.HyperModel):
         if self.pretrained:
             self.load_pretrained(model)
             self.freeze(model, hp)
-        hp.Float("augment", 0.0, 1.0, step=0.25, default=0.5)  # used by the input pipeline
+        hp.Float("augment", 0.0, 1.0, step=0.25, default=self.augment)  # used by the input pipeline
         low, high, default = self.learning_rates
-        learning_rate = hp.Float("learning_rate", low, high, sampling="log", default=default)
+        peak = hp.Float("learning_rate", low, high, sampling="log", default=default)
+        weight_decay = hp.Choice("weight_decay", [0.0, 1e-4, 1e-2], default=self.weight_decay)
+        smoothing = hp.Choice("label_smoothing", [0.0, 0.05, 0.1], default=0.05)
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss="binary_crossentropy",
+            optimizer=keras.optimizers.AdamW(learning_rate_schedule(peak, self.training_steps), weight_decay),
+            loss=keras.losses.BinaryCrossentropy(label_smoothing=smoothing),
             metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
         )
         return model
+
+    def input_representation(self, hp: kt.HyperParameters) -> str:
+        """``rgb`` (the preprocessed pixels) or ``npr`` (:class:`NeighbouringPixelResidual`): searched
+        where the architecture offers both, the first of :attr:`inputs` by default. Named pretrained
+        weights were learnt on RGB, so with them the input is RGB."""
+        choices = self.inputs
+        if self.pretrained and "rgb" in choices:
+            return "rgb"
+        return hp.Choice("input", list(choices), default=choices[0]) if len(choices) > 1 else choices[0]
 
     def freeze(self, model: keras.Model, hp: kt.HyperParameters) -> None:
         """With pretrained weights, fine-tune only the top ``fine_tune`` fraction of backbone layers."""
@@ -132,6 +174,20 @@ class Architecture(kt.HyperModel):
         frozen = int(round((1 - fraction) * len(backbone)))
         for layer in backbone[:frozen]:
             layer.trainable = False
+
+
+WARMUP_FRACTION = 0.1
+
+
+def learning_rate_schedule(peak: float, steps: int):
+    """``peak`` when ``steps`` is 0; else a linear warm-up from ``peak``/100 to ``peak`` over the first
+    10 % of ``steps`` (at least one), then a cosine decay to zero over the rest."""
+    if steps <= 0:
+        return peak
+    warmup = max(1, int(WARMUP_FRACTION * steps))
+    return keras.optimizers.schedules.CosineDecay(
+        peak / 100, decay_steps=max(1, steps - warmup), warmup_target=peak, warmup_steps=warmup, alpha=0.0
+    )
 
 
 def load_weights_file(model: keras.Model, path: str, name: str) -> None:

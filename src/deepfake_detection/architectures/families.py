@@ -1,8 +1,10 @@
-"""The architectures: VGGFace16, DenseNet-121, three custom CNNs, and a classical spectral baseline."""
+"""The architectures: VGGFace16, DenseNet-121, two custom CNNs, NPR (an up-sampling-trace detector)
+and a classical spectral baseline."""
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import keras
@@ -21,20 +23,35 @@ class VGGFace16(Architecture):
     pool5 → flatten → Dense 2048 ``embedding`` → sigmoid.
 
     Layer names follow rcmalli's keras-vggface (``conv1_1`` … ``pool5``) so its no-top
-    weights load by name.
+    weights load by name. Trained from scratch (``weights=none``) it is VGG16-BN, as
+    torchvision's ``vgg16_bn``: batch normalisation between each convolution and its ReLU, He
+    initialisation: without them the 13-layer plain stack stayed at chance for three epochs from
+    scratch on the 2,000-per-class benchmark. The pretrained VGGFace weights were learnt without
+    batch normalisation, so with weights there is none, and the input is RGB (from scratch, the
+    NPR residual by default: hyperparameter ``input``).
     """
 
     name = "vggface16"
+    augment = 0.0  # from scratch it has two or three epochs to find the artefact: nothing hides it
+    seconds_per_kimage = 24.3
     preprocessing = "vggface"
     embedding_dim = 2048
     named_weights = ("vggface",)
+    inputs = ("npr", "rgb")
     min_image_size = 32
     BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 
     def backbone(self, x, hp):
+        batch_norm = not self.pretrained
         for block, (filters, convs) in enumerate(self.BLOCKS, start=1):
             for conv in range(1, convs + 1):
-                x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{block}_{conv}")(x)
+                name = f"conv{block}_{conv}"
+                if batch_norm:
+                    x = layers.Conv2D(filters, 3, padding="same", kernel_initializer="he_normal", name=name)(x)
+                    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+                    x = layers.Activation("relu", name=f"{name}_relu")(x)
+                else:
+                    x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
             x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
         x = layers.Flatten(name="flatten")(x)
         return layers.Dense(self.embedding_dim, activation="relu", name=EMBEDDING_LAYER)(x)
@@ -53,7 +70,7 @@ def vggface_weights_path() -> Path:
     does not download it for you: fetch it once, check it, and place it in the cache (or pass
     its path as ``--weights``).
     """
-    path = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models" / "vggface" / VGGFACE_FILE
+    path = keras_cache() / "vggface" / VGGFACE_FILE
     if path.is_file():
         return path
     raise WeightsError(
@@ -63,20 +80,23 @@ def vggface_weights_path() -> Path:
 
 
 class DenseNet121(Architecture):
-    """Keras DenseNet-121 with global average pooling as the 1024-dim ``embedding``."""
+    """Keras DenseNet-121 with global average pooling as the 1024-dim ``embedding``. From scratch
+    its input is the NPR residual by default; with ImageNet weights, RGB."""
 
     name = "densenet121"
+    seconds_per_kimage = 12.1
     preprocessing = "densenet"
     embedding_dim = 1024
     named_weights = ("imagenet",)
+    inputs = ("npr", "rgb")
     min_image_size = 32
 
     def backbone(self, x, hp):
-        weights = None
-        if self.weights == "imagenet":
-            weights = "imagenet"
+        download = self.weights == "imagenet" and imagenet_weights_path() is None  # keras fetches them
         base = keras.applications.DenseNet121(
-            include_top=False, weights=weights, input_shape=(self.image_size, self.image_size, 3)
+            include_top=False,
+            weights="imagenet" if download else None,
+            input_shape=(self.image_size, self.image_size, 3),
         )
         base.name = "densenet121_backbone"
         return layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(base(x))
@@ -92,9 +112,12 @@ class DenseNet121(Architecture):
         return super().build(hp)
 
     def load_pretrained(self, model):
-        if self.weights != "imagenet":  # ImageNet weights were loaded by keras.applications
-            backbone = model.get_layer("densenet121_backbone")
-            load_weights_file(backbone, self.weights, self.name)
+        path = imagenet_weights_path() if self.weights == "imagenet" else Path(self.weights)
+        if path is None:  # keras.applications downloaded the ImageNet weights and loaded them
+            return
+        if self.weights == "imagenet" and _md5(path) != DENSENET_NOTOP_MD5:
+            warnings.warn(f"{path} is not the file Keras publishes (MD5 differs); loading it anyway", stacklevel=2)
+        load_weights_file(model.get_layer("densenet121_backbone"), str(path), self.name)
 
     def freeze(self, model, hp):
         fraction = hp.Float("fine_tune", 0.0, 1.0, step=0.25, default=0.5)
@@ -104,12 +127,44 @@ class DenseNet121(Architecture):
             layer.trainable = False
 
 
+DENSENET_NOTOP_FILE = "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
+DENSENET_NOTOP_MD5 = "30ee3e1110167f948a6b9946edeeb738"  # keras.applications.densenet's file_hash
+
+
+def keras_cache() -> Path:
+    """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` (default ``~/.keras/models``)."""
+    return Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models"
+
+
+def imagenet_weights_path() -> Path | None:
+    """Keras' DenseNet-121 ImageNet no-top weights where ``keras.applications`` caches them, if there.
+
+    Found there, they are loaded from the file (no network); otherwise keras.applications
+    downloads them. A file copied there by hand from a machine that has them works offline.
+    """
+    path = keras_cache() / DENSENET_NOTOP_FILE
+    return path if path.is_file() else None
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class CustomA(Architecture):
     """The original custom CNN: input batch-norm, then six blocks of Conv 3x3 (16 … 512
     filters, ReLU) → MaxPool 2 → BatchNorm → Dropout (none in block 1), global average
-    pooling as the 512-dim ``embedding``."""
+    pooling as the 512-dim ``embedding``. From scratch it reads the NPR residual by default
+    (hyperparameter ``input``), as VGGFace16 and DenseNet-121 do."""
 
     name = "custom_a"
+    seconds_per_kimage = 1.8
+    inputs = ("npr", "rgb")
     preprocessing = "unit"
     embedding_dim = 512
     min_image_size = 32  # six 2x poolings need at least 2^5 px... and one more to spare
@@ -126,36 +181,6 @@ class CustomA(Architecture):
             if block > 1:
                 x = layers.Dropout(rate, name=f"block{block}_dropout")(x)
         return layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(x)
-
-
-class CustomB(Architecture):
-    """Residual network of depthwise-separable convolutions, and no pooling before the first
-    residual stage: generation artefacts are small and local (up-sampling checkerboards,
-    blending seams), so the network keeps full resolution early and spends its parameters on
-    many cheap separable filters instead of a few wide ones."""
-
-    name = "custom_b"
-    preprocessing = "unit"
-    embedding_dim = 512
-
-    def backbone(self, x, hp):
-        width = hp.Choice("width", [16, 32, 48], default=32)
-        stages = hp.Int("stages", 3, 4, default=3)
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem_conv")(x)
-        x = layers.BatchNormalization(name="stem_bn")(x)
-        x = layers.Activation("relu", name="stem_relu")(x)
-        for stage in range(stages):
-            filters = width * 2**stage
-            shortcut = layers.Conv2D(filters, 1, strides=2, padding="same", name=f"stage{stage}_shortcut")(x)
-            y = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"stage{stage}_sep1")(x)
-            y = layers.BatchNormalization(name=f"stage{stage}_bn1")(y)
-            y = layers.Activation("relu", name=f"stage{stage}_relu1")(y)
-            y = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"stage{stage}_sep2")(y)
-            y = layers.BatchNormalization(name=f"stage{stage}_bn2")(y)
-            y = layers.MaxPooling2D(3, strides=2, padding="same", name=f"stage{stage}_pool")(y)
-            x = layers.Add(name=f"stage{stage}_add")([y, shortcut])
-        x = layers.GlobalAveragePooling2D(name="gap")(x)
-        return layers.Dense(self.embedding_dim, activation="relu", name=EMBEDDING_LAYER)(x)
 
 
 def srm_kernels() -> np.ndarray:
@@ -183,6 +208,7 @@ class CustomC(Architecture):
     where generators leave their fingerprints, followed by a learnable residual-style stack."""
 
     name = "custom_c"
+    seconds_per_kimage = 3.4
     preprocessing = "unit"
     embedding_dim = 512
 
@@ -208,6 +234,51 @@ class CustomC(Architecture):
             x = layers.AveragePooling2D(2, name=f"res{level}_pool")(x)
         x = layers.GlobalAveragePooling2D(name="gap")(x)
         return layers.Dense(self.embedding_dim, activation="relu", name=EMBEDDING_LAYER)(x)
+
+
+class NPR(Architecture):
+    """A small ResNet on the neighbouring-pixel residual (after Tan et al., "Rethinking the
+    Up-Sampling Operations in CNN-based Generative Network for Generalizable Deepfake Detection",
+    CVPR 2024): the residual of 2x nearest down-then-up-sampling (:class:`NeighbouringPixelResidual`,
+    in grey levels / 30), a 3x3 stem at full resolution, residual stages of two basic blocks (the
+    first strided), global average pooling and a 512-dim ``embedding``. Built for the trace every
+    up-sampling decoder leaves; like the paper's network it trains from scratch. It took the place
+    of ``custom_b`` (depthwise-separable residual net), the slowest custom net to train and the
+    last to learn when the two were tried side by side."""
+
+    name = "npr"
+    seconds_per_kimage = 6.0
+    inputs = ("npr",)
+    embedding_dim = 512
+
+    def backbone(self, x, hp):
+        width = hp.Choice("width", [16, 32, 48], default=32)
+        stages = hp.Int("stages", 2, 3, default=3)
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem_conv")(x)
+        x = layers.BatchNormalization(name="stem_bn")(x)
+        x = layers.Activation("relu", name="stem_relu")(x)
+        for stage in range(stages):
+            filters = width * 2**stage
+            for block in range(2):
+                strides = 2 if block == 0 else 1
+                x = _basic_block(x, filters, strides, name=f"stage{stage}_block{block}")
+        x = layers.GlobalAveragePooling2D(name="gap")(x)
+        return layers.Dense(self.embedding_dim, activation="relu", name=EMBEDDING_LAYER)(x)
+
+
+def _basic_block(x, filters: int, strides: int, name: str):
+    """ResNet's basic block: two 3x3 conv-BN, a projection shortcut where the shape changes."""
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.Activation("relu", name=f"{name}_out")(y)
 
 
 @keras.saving.register_keras_serializable(package="deepfake_detection")
@@ -261,6 +332,7 @@ class Spectrum(Architecture):
     frequencies, which this sees and nothing else: the cheap baseline every CNN should beat."""
 
     name = "spectrum"
+    seconds_per_kimage = 0.5
     preprocessing = "unit"
     learning_rates = (1e-3, 1e-1, 3e-2)  # a logistic regression on 32 features needs larger steps
 
@@ -274,7 +346,7 @@ class Spectrum(Architecture):
 
 
 ARCHITECTURES: dict[str, type[Architecture]] = {
-    cls.name: cls for cls in (VGGFace16, DenseNet121, CustomA, CustomB, CustomC, Spectrum)
+    cls.name: cls for cls in (VGGFace16, DenseNet121, CustomA, CustomC, NPR, Spectrum)
 }
 
 
