@@ -1,0 +1,64 @@
+"""The learning curves of the last ``train`` (or ``main``) in a tracking store: validation
+ROC-AUC (fake = positive) after every epoch of each architecture's final fit, from the metric
+history MLflow's Keras callback logged, with the planned epochs (``fit_epochs``) and seconds.
+
+    python benchmarks/fit_curves.py [--tracking-uri sqlite:///mlflow.db] [--plot curves.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--experiment", default="deepfake-detection")
+    parser.add_argument("--plot", default="", help="Also draw the curves into this PNG.")
+    args = parser.parse_args()
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(args.tracking_uri)
+    experiment = client.get_experiment_by_name(args.experiment)
+    if experiment is None:
+        raise SystemExit(f"no experiment {args.experiment!r} in {args.tracking_uri}")
+    (parent,) = client.search_runs(
+        [experiment.experiment_id], "tags.step = 'train'", order_by=["attributes.start_time DESC"], max_results=1
+    ) or [None]
+    if parent is None:
+        raise SystemExit(f"no train run in {args.tracking_uri}")
+    children = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    print(f"train run {parent.info.run_id}: valid ROC-AUC after each epoch of the final fit (fake = positive)")
+    curves = {}
+    for child in children:
+        arch = child.data.tags.get("architecture", child.info.run_name)
+        history = sorted(client.get_metric_history(child.info.run_id, "val_auc"), key=lambda m: m.step)
+        curves[arch] = [m.value for m in history]
+        planned = child.data.params.get("fit_epochs", "?")
+        seconds = child.data.metrics.get("train_seconds", float("nan"))
+        test = child.data.metrics.get("test_roc_auc", float("nan"))
+        values = " ".join(f"{v:.3f}" for v in curves[arch])
+        print(f"  {arch:<12} planned {planned:>2} epochs, {seconds:6.0f} s, test {test:.3f}:  {values}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, axis = plt.subplots(figsize=(6.5, 4), layout="constrained")
+        for arch, curve in curves.items():
+            axis.plot(range(1, len(curve) + 1), curve, marker="o", label=arch)
+        axis.axhline(0.5, color="grey", linestyle=":", label="chance")
+        axis.set(xlabel="epoch", ylabel="valid ROC-AUC (fake = positive)", ylim=(0.4, 1.0))
+        axis.legend(fontsize="small")
+        figure.savefig(args.plot, dpi=120)
+        print(f"curves written to {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
