@@ -46,6 +46,7 @@ def main() -> None:
         print(f"  {arch:<12} planned {planned:>2} epochs, {seconds:6.0f} s, test {test:.3f}:  {values}")
     if args.plot:
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -55,6 +56,7 @@ def main() -> None:
             axis.plot(range(1, len(curve) + 1), curve, marker="o", label=arch)
         axis.axhline(0.5, color="grey", linestyle=":", label="chance")
         axis.set(xlabel="epoch", ylabel="valid ROC-AUC (fake = positive)", ylim=(0.4, 1.0))
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.legend(fontsize="small")
         figure.savefig(args.plot, dpi=120)
         print(f"curves written to {args.plot}")
