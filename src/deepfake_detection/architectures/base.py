@@ -160,8 +160,9 @@ class Architecture(kt.HyperModel):
 
     def input_representation(self, hp: kt.HyperParameters) -> str:
         """``rgb`` (the preprocessed pixels) or ``npr`` (:class:`NeighbouringPixelResidual`): searched
-        where the architecture offers both, the first of :attr:`inputs` by default. Named pretrained
-        weights were learnt on RGB, so with them the input is RGB."""
+        where the architecture offers both, the first of :attr:`inputs` by default. With pretrained
+        weights it is RGB where the architecture offers it: the named sets were learnt on RGB, and a
+        weights file is taken to be too."""
         choices = self.inputs
         if self.pretrained and "rgb" in choices:
             return "rgb"
