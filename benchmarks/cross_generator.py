@@ -48,6 +48,7 @@ def main() -> None:
 
     from deepfake_detection.config import TrainSettings
     from deepfake_detection.data.pipeline import load_manifest
+    from deepfake_detection.evaluation import bootstrap_intervals
     from deepfake_detection.model import load_detector
     from deepfake_detection.training import run_training
 
@@ -62,7 +63,7 @@ def main() -> None:
     test_sets = {g: test[(test["label"] == "real") | (test["generator"] == g)] for g in families}
     training_sets = {g: [g] for g in families} | {"all": families}
 
-    rows = []
+    rows, intervals = [], {}
     for arch in [a.strip() for a in args.arch.split(",") if a.strip()]:
         for trained_on, generators in training_sets.items():
             view = write_view(data, manifest, generators, workspace / "views" / trained_on)
@@ -84,6 +85,8 @@ def main() -> None:
                 y = (rows_["label"] == "fake").to_numpy().astype(int)
                 p_fake = detector.predict_encoded([Path(f).read_bytes() for f in rows_["file"]])
                 row[tested_on] = float(roc_auc_score(y, p_fake))
+                interval = bootstrap_intervals(y, p_fake, 0.5, seed=args.seed)["roc_auc"]
+                intervals[(arch, trained_on, tested_on)] = interval
             rows.append(row)
     matrix = pd.DataFrame(rows)
     print(
@@ -91,6 +94,12 @@ def main() -> None:
         f"seed {args.seed}; rows: fakes trained on, columns: fakes tested on"
     )
     print(matrix.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("95 % stratified bootstrap intervals:")
+    for (arch, trained_on, tested_on), interval in intervals.items():
+        print(
+            f"  {arch:<12} trained on {trained_on:<10} tested on {tested_on:<10} "
+            f"[{interval.low:.3f}, {interval.high:.3f}]"
+        )
     off_diagonal = [r[g] for r in rows for g in families if r["trained_on"] in families and r["trained_on"] != g]
     diagonal = [r[r["trained_on"]] for r in rows if r["trained_on"] in families]
     seen, unseen = np.mean(diagonal), np.mean(off_diagonal)
