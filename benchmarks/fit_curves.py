@@ -45,19 +45,9 @@ def main() -> None:
         values = " ".join(f"{v:.3f}" for v in curves[arch])
         print(f"  {arch:<12} planned {planned:>2} epochs, {seconds:6.0f} s, test {test:.3f}:  {values}")
     if args.plot:
-        import matplotlib
-        import matplotlib.ticker
+        from deepfake_detection.plots import valid_auc_curves_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axis = plt.subplots(figsize=(6.5, 4), layout="constrained")
-        for arch, curve in curves.items():
-            axis.plot(range(1, len(curve) + 1), curve, marker="o", label=arch)
-        axis.axhline(0.5, color="grey", linestyle=":", label="chance")
-        axis.set(xlabel="epoch", ylabel="valid ROC-AUC (fake = positive)", ylim=(0.4, 1.0))
-        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        axis.legend(fontsize="small")
+        figure = valid_auc_curves_figure(curves)
         figure.savefig(args.plot, dpi=120)
         print(f"curves written to {args.plot}")
 

@@ -79,17 +79,9 @@ def main() -> None:
     for label, m in results:
         print(f"  {label:<24} {m['roc_auc']:.3f} [{m['roc_auc_ci_low']:.3f}, {m['roc_auc_ci_high']:.3f}]")
     if args.plot:
-        import matplotlib
+        from deepfake_detection.plots import valid_auc_curves_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
-        for label, curve in curves.items():
-            axis.plot(range(1, len(curve) + 1), curve, marker="o", label=label)
-        axis.axhline(0.5, color="grey", linestyle=":", label="chance")
-        axis.set(xlabel="epoch", ylabel="valid ROC-AUC (fake = positive)", title="From scratch on 2 CPU cores")
-        axis.legend()
+        figure = valid_auc_curves_figure(curves, title="From scratch on 2 CPU cores")
         figure.savefig(args.plot, dpi=120)
         print(f"curves written to {args.plot}")
 

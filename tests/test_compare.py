@@ -358,3 +358,11 @@ def test_exact_and_nystroem_svms_share_one_kernel_and_converge():
         agreement.append(spearmanr(exact.decision_function(x[300:]), approx.decision_function(x[300:]))[0])
     assert errors == sorted(errors, reverse=True) and errors[-1] < 1e-6  # exact with every row a landmark
     assert agreement[0] < 0.9 < min(agreement[1:])  # decision values follow the exact SVM's
+
+
+def test_valid_auc_curves_figure_draws_one_line_per_model_and_chance():
+    axis = plots.valid_auc_curves_figure({"npr": [0.7, 0.9, 0.95], "spectrum": [0.6, 0.8]}).axes[0]
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    assert set(lines) == {"npr", "spectrum", "chance"}
+    assert list(lines["npr"].get_xdata()) == [1, 2, 3] and list(lines["spectrum"].get_ydata()) == [0.6, 0.8]
+    assert list(lines["chance"].get_ydata()) == [0.5, 0.5]

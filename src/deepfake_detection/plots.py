@@ -131,3 +131,17 @@ def reliability_figure(curves: dict[str, Reliability], title: str = "Reliability
     axis.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def valid_auc_curves_figure(curves: dict[str, list[float]], title: str = "", size=(6.5, 4)):
+    """Valid ROC-AUC after each epoch, one line per model, against chance (fake = positive)."""
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axis = plt.subplots(figsize=size, layout="constrained")
+    for label, curve in curves.items():
+        axis.plot(range(1, len(curve) + 1), curve, marker="o", label=label)
+    axis.axhline(0.5, color="grey", linestyle=":", label="chance")
+    axis.set(xlabel="epoch", ylabel="valid ROC-AUC (fake = positive)", ylim=(0.4, 1.0), title=title)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.legend(fontsize="small")
+    return figure
