@@ -212,6 +212,12 @@ def _train_options(
             default=TRAIN.num_samples,
             help="Cap on images per split, balanced over labels (0 = all).",
         ),
+        click.option(
+            "--cache-budget-mb",
+            type=click.FloatRange(0),
+            default=TRAIN.cache_budget_mb,
+            help="Memory for one split's decoded images; a larger split is streamed from its files every epoch.",
+        ),
         click.option("--seed", type=int, default=TRAIN.seed, help="Seed for data order, augmentation and weights."),
         click.option(
             "--patience",
@@ -325,6 +331,12 @@ def promote(arch: str, version: str, role: str) -> None:
     type=click.IntRange(0),
     default=COMPARE.num_samples,
     help="Cap on images per split, balanced over labels (0 = all).",
+)
+@click.option(
+    "--fit-samples",
+    type=click.IntRange(0),
+    default=COMPARE.fit_samples,
+    help="Cap on train and valid images (balanced) fitting PCA + SVM and its threshold; test is whole (0 = all).",
 )
 @click.option("--degree", type=click.IntRange(1), default=COMPARE.degree, help="Polynomial kernel degree.")
 @click.option("--svm-c", type=float, default=COMPARE.svm_c, help="SVM regularisation C.")

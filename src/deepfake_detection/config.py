@@ -39,6 +39,7 @@ class TrainSettings:
     weights: str = "none"  # none | vggface | imagenet | path to a local weights file
     batch_size: int = 32
     num_samples: int = 0  # cap per split, 0 = all
+    cache_budget_mb: float = 2048  # a split is cached (decoded) in memory only below this; else streamed
     seed: int = 42
     patience: int = 3  # early stopping on val_auc
     augment: float = -1.0  # training augmentation strength (JPEG, blur, rescale, flip); -1 = searched by the tuner
@@ -57,6 +58,7 @@ class CompareSettings:
     num_samples: int = 0  # cap per split, 0 = all
     degree: int = 3  # polynomial kernel degree
     svm_c: float = 1.0
+    fit_samples: int = 20000  # train / valid images (balanced) that fit PCA + SVM and its threshold; test whole
     exact_max_samples: int = 20000  # above this many training rows, only the approximate kernel runs
     approximate_too: bool = True  # where the exact SVM runs, also the Nystroem one beside it
     skip_missing: bool = False

@@ -159,6 +159,7 @@ class Search:
             augment=augment,
             shuffle=shuffle,
             seed=s.seed,
+            cache_budget_mb=s.cache_budget_mb,
             manifest=self.parts[split],
         )
 
@@ -502,6 +503,17 @@ def load_training_data(settings: TrainSettings) -> tuple[TrainSettings, dict, st
     return replace(settings, data=str(Path(settings.data))), parts, digest
 
 
+def print_input_plans(settings: TrainSettings, parts: dict) -> None:
+    """How each split will be fed (cached in memory or streamed), for the budget in ``settings``."""
+    from deepfake_detection.data.pipeline import plan_input
+
+    for split, rows in parts.items():
+        plan = plan_input(
+            len(rows), settings.image_size, shuffle=split == "train", cache_budget_mb=settings.cache_budget_mb
+        )
+        print(f"input {split}: {plan.describe()} (cache budget {settings.cache_budget_mb:g} MiB)")
+
+
 def run_training(
     settings: TrainSettings, run_name: str = "train", tags: dict | None = None
 ) -> list[ArchitectureResult]:
@@ -526,6 +538,7 @@ def run_training(
     )
     if settings.budget_minutes > 0:
         print(f"final-fit epochs for a {settings.budget_minutes:g}-minute budget: {plan}")
+    print_input_plans(settings, parts)
     results = []
     with tracking.run(run_name, experiment=settings.experiment, tags={**common_tags, "step": run_name}):
         mlflow.log_params({f"train.{k}": v for k, v in asdict(settings).items()})

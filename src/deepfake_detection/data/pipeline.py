@@ -1,8 +1,13 @@
 """tf.data input pipeline from a prepared dataset's manifest.
 
-Files are read and decoded in parallel, resized with antialiasing, cached (decoded, before
-augmentation), optionally augmented, batched, preprocessed for the architecture and
-prefetched. Labels: ``fake`` = 1.0, ``real`` = 0.0.
+Files are read and decoded in parallel, resized with antialiasing, cached in memory (decoded,
+before augmentation) when the split fits a memory budget, optionally augmented, batched,
+preprocessed for the architecture and prefetched. Labels: ``fake`` = 1.0, ``real`` = 0.0.
+
+Memory stays bounded whatever the split's size (:func:`plan_input`): a split whose decoded
+images exceed the budget is streamed from its files every epoch instead of cached, and it is
+shuffled by reshuffling its file list every epoch and then mixing a bounded buffer of encoded
+files, never a buffer the size of the split.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepfake_detection.config import TrainSettings
 from deepfake_detection.data.prepare import MANIFEST
 from deepfake_detection.data.sources import LABELS
 from deepfake_detection.errors import DatasetError
@@ -20,6 +26,50 @@ from deepfake_detection.errors import DatasetError
 # VGGFace (rcmalli, version 1) subtracts these BGR means from BGR pixels.
 VGGFACE_MEAN_BGR = (93.5940, 104.7624, 129.1863)
 PREPROCESSING = ("raw", "unit", "vggface", "densenet")
+CACHE_BUDGET_MB = TrainSettings.cache_budget_mb  # decoded (float32) images of one split in memory at most
+SHUFFLE_BUFFER = 4096  # encoded files mixed by tf.data's shuffle when a split is streamed
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """How a split is fed: cached in memory or streamed from its files, and how it is shuffled."""
+
+    images: int
+    decoded_bytes: int  # the split's decoded float32 pixels, what a cache would hold
+    cache: bool  # decoded images held in memory after the first epoch
+    shuffle_files: bool  # the file list is reshuffled every epoch (streamed splits)
+    shuffle_buffer: int  # elements in tf.data's shuffle buffer (0 = no shuffle)
+
+    def describe(self) -> str:
+        size = f"{self.images:,} images, {self.decoded_bytes / 2**20:,.0f} MiB decoded"
+        how = "cached in memory" if self.cache else "streamed from files (over the cache budget)"
+        if self.shuffle_buffer and self.cache:
+            how += ", shuffled whole every epoch"
+        elif self.shuffle_buffer:
+            how += f", file list reshuffled every epoch, then a {self.shuffle_buffer:,}-file buffer"
+        return f"{size}: {how}"
+
+
+def plan_input(
+    images: int,
+    image_size: int,
+    *,
+    shuffle: bool,
+    cache_budget_mb: float = CACHE_BUDGET_MB,
+    shuffle_buffer: int = SHUFFLE_BUFFER,
+    cache: bool | None = None,
+) -> InputPlan:
+    """Cache a split in memory only when its decoded images fit ``cache_budget_mb`` (or as
+    ``cache`` forces); otherwise stream it, shuffling the file list plus a bounded buffer. A
+    cached split is shuffled whole (its buffer holds the cached tensors themselves)."""
+    decoded = images * image_size * image_size * 3 * 4
+    if cache is None:
+        cache = decoded <= cache_budget_mb * 2**20
+    if not shuffle:
+        return InputPlan(images, decoded, cache, False, 0)
+    if cache:
+        return InputPlan(images, decoded, True, False, images)
+    return InputPlan(images, decoded, False, True, min(images, shuffle_buffer))
 
 
 @dataclass(frozen=True)
@@ -196,7 +246,8 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 42,
     num_samples: int = 0,
-    cache: bool | str = True,
+    cache: bool | None = None,
+    cache_budget_mb: float = CACHE_BUDGET_MB,
     manifest: pd.DataFrame | None = None,
 ):
     """A batched ``tf.data.Dataset`` of ``(images, labels)`` for one split.
@@ -209,8 +260,10 @@ def make_dataset(
         augment: training-time augmentation, or None.
         shuffle: reshuffle every epoch (seeded).
         num_samples: cap on images, balanced over labels (0 = all).
-        cache: True caches decoded images in memory, a string caches to that file, False not at all.
+        cache: None decides by ``cache_budget_mb`` (:func:`plan_input`); True / False force it.
         manifest: use these rows instead of reading the split from ``root``.
+
+    The :class:`InputPlan` used is attached as the dataset's ``input_plan`` attribute.
     """
     import tensorflow as tf
 
@@ -218,14 +271,24 @@ def make_dataset(
         raise ValueError(f"unknown preprocessing {preprocessing!r}; choose from {PREPROCESSING}")
     rows = manifest if manifest is not None else load_manifest(root, split)
     rows = sample(rows, num_samples, seed)
+    plan = plan_input(len(rows), image_size, shuffle=shuffle, cache_budget_mb=cache_budget_mb, cache=cache)
     labels = rows["label"].map(LABELS).to_numpy(np.float32)
     autotune = tf.data.AUTOTUNE
     dataset = tf.data.Dataset.from_tensor_slices((rows["file"].to_numpy(), labels))
-    dataset = dataset.map(lambda p, y: (decode_and_resize(p, image_size), y), num_parallel_calls=autotune)
-    if cache:
-        dataset = dataset.cache(cache if isinstance(cache, str) else "")
-    if shuffle:
-        dataset = dataset.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    if plan.cache:
+        dataset = dataset.map(lambda p, y: (decode_and_resize(p, image_size), y), num_parallel_calls=autotune)
+        dataset = dataset.cache()
+        if plan.shuffle_buffer:
+            dataset = dataset.shuffle(plan.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    else:
+        if plan.shuffle_files:  # file names only: cheap whatever the split's size
+            dataset = dataset.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=autotune)
+        if plan.shuffle_buffer:  # a bounded buffer of encoded files
+            dataset = dataset.shuffle(plan.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+        dataset = dataset.map(
+            lambda data, y: (decode_bytes_and_resize(data, image_size), y), num_parallel_calls=autotune
+        )
     if augment is not None:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(
@@ -235,4 +298,6 @@ def make_dataset(
     dataset = dataset.batch(batch_size)
     if preprocessing != "raw":
         dataset = dataset.map(lambda x, y: (preprocess(x, preprocessing), y), num_parallel_calls=autotune)
-    return dataset.prefetch(autotune)
+    dataset = dataset.prefetch(autotune)
+    dataset.input_plan = plan
+    return dataset
