@@ -276,8 +276,13 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
     embeddings = {a.path for a in client.list_artifacts(run.info.run_id, "embeddings/custom_a")}
     assert len(embeddings) == 3
-    stored = np.load(next(Path(tmp_path / "outputs" / "embeddings").glob("deepfake-custom_a-v1-*-test-*.npz")))
-    assert stored["embedding"].shape[1] == 512 and set(stored["label"]) == {"real", "fake"}
+    folder = next(Path(tmp_path / "outputs" / "embeddings").glob("deepfake-custom_a-v1-*-test-*"))
+    stored = np.load(folder / "embedding.npy", mmap_mode="r")  # on disk, mapped, never loaded whole
+    rows = pd.read_csv(folder / "rows.csv")
+    assert stored.shape == (len(rows), 512) and set(rows["label"]) == {"real", "fake"}
+    assert (rows["target"] == (rows["label"] == "fake")).all()
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, f"embeddings/custom_a/{folder.name}")}
+    assert {p.rsplit("/", 1)[1] for p in logged} == {"embedding.npy", "p_fake.npy", "rows.csv"}
 
     # By stage, with the embeddings cache reused; and a clear error for a model that is not there.
     by_stage = run_compare(

@@ -250,3 +250,24 @@ def test_a_confident_coin_flip_is_calibrated_to_one_half():
     calibrated = apply_temperature(p, fit_temperature(y, p))
     assert np.abs(calibrated - 0.5).max() < 0.01
     assert expected_calibration_error(y, calibrated) < 0.01 < 0.4 < expected_calibration_error(y, p)
+
+
+def test_bootstrap_in_chunks_keeps_every_resample_and_the_intervals(monkeypatch):
+    import numpy as np
+
+    from deepfake_detection import evaluation
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 500)
+    p = np.clip(0.5 * y + rng.normal(0.25, 0.3, 1000), 0, 1)
+    whole = evaluation.bootstrap_intervals(y, p, 0.5, seed=1)
+    assert len(list(evaluation.bootstrap_index_chunks(y, 1000, seed=1))) == 1  # 1,000 x 1,000 fits in one chunk
+    monkeypatch.setattr(evaluation, "BOOTSTRAP_ELEMENTS", 30_000)  # 30 resamples of 1,000 rows a chunk
+    chunks = list(evaluation.bootstrap_index_chunks(y, 1000, seed=1))
+    assert len(chunks) == 34 and sum(len(c) for c in chunks) == 1000 and max(c.size for c in chunks) <= 30_000
+    assert all((y[c].sum(axis=1) == 500).all() for c in chunks)  # still stratified
+    chunked = evaluation.bootstrap_intervals(y, p, 0.5, seed=1)
+    for name, interval in whole.items():  # other resamples, the same intervals within bootstrap noise
+        assert abs(chunked[name].low - interval.low) < 0.01 and abs(chunked[name].high - interval.high) < 0.01, name
+    difference = evaluation.paired_roc_auc_difference(y, p, np.roll(p, 1), seed=1)
+    assert difference.low < difference.difference < difference.high

@@ -90,14 +90,23 @@ def fit_pca_svm(train_x: np.ndarray, train_y: np.ndarray, settings: SVMSettings,
     return pipeline
 
 
+CHUNK_ROWS = 4096  # rows transformed at a time: memory stays bounded for any number of rows
+
+
+def _chunked(function, x: np.ndarray) -> np.ndarray:
+    """``function`` over ``x`` (an array or a memory map) a chunk of rows at a time, concatenated."""
+    return np.concatenate([function(np.asarray(x[i : i + CHUNK_ROWS])) for i in range(0, len(x), CHUNK_ROWS)])
+
+
 def svm_scores(pipeline: Pipeline, x: np.ndarray) -> np.ndarray:
     """Decision values squashed to (0, 1) so they read like p_fake (monotone: AUC unchanged)."""
-    return expit(pipeline.decision_function(x))
+    return expit(_chunked(pipeline.decision_function, x))
 
 
 def principal_components(pipeline: Pipeline, x: np.ndarray) -> np.ndarray:
     """``x`` projected by the fitted scaler + PCA."""
-    return pipeline.named_steps["pca"].transform(pipeline.named_steps["scaler"].transform(x))
+    pca, scaler = pipeline.named_steps["pca"], pipeline.named_steps["scaler"]
+    return _chunked(lambda rows: pca.transform(scaler.transform(rows)), x)
 
 
 def kmeans_ari(components: np.ndarray, labels: np.ndarray, seed: int = 42) -> float:

@@ -201,7 +201,7 @@ class Comparison:
 
     records: tuple[ClassifierResult, ...]
     robustness: pd.DataFrame | None = None  # robustness.evaluate rows of every model, when asked for
-    embedding_files: tuple[tuple[str, Path], ...] = ()  # (model label, cached .npz) to log
+    embedding_files: tuple[tuple[str, Path], ...] = ()  # (model label, embeddings folder) to log
 
     def table(self) -> pd.DataFrame:
         """One row per record; the robustness rows ride along as ``attrs["robustness"]``."""
@@ -270,21 +270,20 @@ class Comparison:
 
 
 def _embeddings(settings: CompareSettings, model: ResolvedModel, detector, parts: dict, digest: str):
-    """``(embeddings, head outputs, cache files)`` of every split, through the on-disk cache."""
+    """``(embeddings, head outputs, folders)`` of every split, streamed to and mapped from disk."""
     from deepfake_detection.embeddings import cached_extract
 
     size = detector.config.image_size
-    embeddings, heads, files = {}, {}, []
+    embeddings, heads, folders = {}, {}, []
     for split in SPLITS:
-        cache = (
+        folder = (
             Path(settings.work_dir) / "embeddings" / f"{model.name}-v{model.version}-{digest}-{size}px-"
-            f"{split}-n{settings.num_samples}-s{settings.seed}.npz"
+            f"{split}-n{len(parts[split])}-s{settings.seed}"
         )
-        embeddings[split], heads[split] = cached_extract(
-            cache, detector.keras_model, settings.data, parts[split], size, settings.batch_size
-        )
-        files.append(cache)
-    return embeddings, heads, files
+        stored = cached_extract(folder, detector.keras_model, settings.data, parts[split], size, settings.batch_size)
+        embeddings[split], heads[split] = stored.embedding, stored.p_fake
+        folders.append(folder)
+    return embeddings, heads, folders
 
 
 def compute_comparison(
@@ -341,8 +340,8 @@ def write_and_log(comparison: Comparison, differences: pd.DataFrame, report: Pat
     import matplotlib.pyplot as plt
     import mlflow
 
-    for label, path in comparison.embedding_files:
-        mlflow.log_artifact(str(path), artifact_path=f"embeddings/{label}")
+    for label, folder in comparison.embedding_files:
+        mlflow.log_artifacts(str(folder), artifact_path=f"embeddings/{label}/{folder.name}")
     mlflow.log_metrics(comparison.metrics())
     table = comparison.table()
     report.mkdir(parents=True, exist_ok=True)
@@ -379,10 +378,12 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
     """The whole compare entry point; returns the comparison table."""
     import mlflow
 
-    from deepfake_detection.data.pipeline import load_splits
+    from deepfake_detection.data.pipeline import load_splits, sample
 
     tracking.configure()
     parts = load_splits(settings.data, settings.num_samples, settings.seed, SPLITS)
+    # PCA + SVM are fit on train and thresholded on valid: a capped share of them is enough.
+    parts |= {s: sample(parts[s], settings.fit_samples, settings.seed) for s in ("train", "valid")}
     models = resolve_models(settings)
     digest = tracking.dataset_digest_of(settings.data)
     tags = {f"model.{m.label}": f"{m.name}/{m.version}" for m in models}

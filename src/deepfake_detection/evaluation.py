@@ -169,13 +169,31 @@ def pr_points(y_true, p_fake) -> PrCurve:
 INTERVAL_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "ece")
 
 
+BOOTSTRAP_ELEMENTS = 4_000_000  # resampled rows held at once (a chunk of resamples); bounds memory
+
+
+def _stratified(y_true: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    columns = [rng.choice(np.flatnonzero(y_true == c), (n_resamples, int(np.sum(y_true == c)))) for c in (0, 1)]
+    return np.concatenate(columns, axis=1)
+
+
 def bootstrap_indices(y_true, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
     """``(n_resamples, n)`` row indices, each row a resample with replacement that keeps the
     number of fakes and of reals (stratified), so every resample has both classes."""
+    return _stratified(np.asarray(y_true), n_resamples, np.random.default_rng(seed))
+
+
+def bootstrap_index_chunks(y_true, n_resamples: int = 1000, seed: int = 0):
+    """:func:`bootstrap_indices` in chunks of resamples of at most ``BOOTSTRAP_ELEMENTS`` indices
+    (one chunk, the same indices, when they fit), so a large test split needs bounded memory."""
     y_true = np.asarray(y_true)
+    per_chunk = max(1, BOOTSTRAP_ELEMENTS // max(len(y_true), 1))
+    if per_chunk >= n_resamples:
+        yield bootstrap_indices(y_true, n_resamples, seed)
+        return
     rng = np.random.default_rng(seed)
-    columns = [rng.choice(np.flatnonzero(y_true == c), (n_resamples, int(np.sum(y_true == c)))) for c in (0, 1)]
-    return np.concatenate(columns, axis=1)
+    for start in range(0, n_resamples, per_chunk):
+        yield _stratified(y_true, min(per_chunk, n_resamples - start), rng)
 
 
 def _roc_auc_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -208,8 +226,14 @@ def bootstrap_intervals(
     """Percentile intervals of :data:`INTERVAL_METRICS` over stratified bootstrap resamples of
     the rows (fake = positive), at a fixed threshold."""
     y_true, p_fake = np.asarray(y_true).astype(int), np.asarray(p_fake, dtype=float)
-    index = bootstrap_indices(y_true, n_resamples, seed)
-    y, p = y_true[index], p_fake[index]
+    chunks = [
+        _resampled_metrics(y_true[i], p_fake[i], threshold) for i in bootstrap_index_chunks(y_true, n_resamples, seed)
+    ]
+    return {name: Interval.percentile(np.concatenate([c[name] for c in chunks]), level) for name in chunks[0]}
+
+
+def _resampled_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
+    """Each metric of each resample (one row of ``y`` and ``p`` per resample)."""
     predicted = p >= threshold
     tp = (predicted & (y == 1)).sum(axis=1)
     fp = (predicted & (y == 0)).sum(axis=1)
@@ -218,7 +242,7 @@ def bootstrap_intervals(
         precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
         recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
         f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-    samples = {
+    return {
         "accuracy": (predicted == (y == 1)).mean(axis=1),
         "precision": precision,
         "recall": recall,
@@ -228,7 +252,6 @@ def bootstrap_intervals(
         "eer": np.array([equal_error_rate(a, b) for a, b in zip(y, p)]),
         "ece": np.array([expected_calibration_error(a, b) for a, b in zip(y, p)]),
     }
-    return {name: Interval.percentile(v, level) for name, v in samples.items()}
 
 
 def metrics_with_intervals(y_true, p_fake, threshold: float, *, seed: int = 0) -> dict[str, float]:
@@ -260,9 +283,12 @@ def paired_roc_auc_difference(
     varies is the difference itself; significant when its interval excludes 0."""
     y_true = np.asarray(y_true).astype(int)
     p_a, p_b = np.asarray(p_a, dtype=float), np.asarray(p_b, dtype=float)
-    index = bootstrap_indices(y_true, n_resamples, seed)
-    y = y_true[index]
-    differences = _roc_auc_rows(y, p_a[index]) - _roc_auc_rows(y, p_b[index])
+    differences = np.concatenate(
+        [
+            _roc_auc_rows(y_true[i], p_a[i]) - _roc_auc_rows(y_true[i], p_b[i])
+            for i in bootstrap_index_chunks(y_true, n_resamples, seed)
+        ]
+    )
     interval = Interval.percentile(differences, level)
     point = skm.roc_auc_score(y_true, p_a) - skm.roc_auc_score(y_true, p_b)
     return PairedDifference(float(point), interval.low, interval.high)
