@@ -1,0 +1,274 @@
+"""The Kaggle setup at full size on this machine: replica → prepare → input → train steps → compare → predict.
+
+    python benchmarks/full_size.py --workdir DIR [--image-size 224] [--train-steps 10] [--arch all]
+                                   [--fit-samples 4000] [--compare-models custom_a,spectrum]
+
+Every step runs in its own process; the driver reports its wall time, images/second, peak
+resident memory (that process's ``ru_maxrss``, from ``os.wait4``) and the disk it added.
+
+1. ``benchmarks/kaggle_replica.py --zip`` into ``DIR/replica`` (skipped when it is there).
+2. ``prepare --source kaggle`` from the two zips, then from the two folders (hard links).
+3. One epoch of the training input pipeline alone at ``--image-size`` (streamed, shuffled, as
+   ``train`` feeds it), without augmentation; then ``--augmented-images`` of it with the default
+   augmentation.
+4. Per architecture, ``--train-steps`` timed training steps (after 3 untimed ones: tracing) on
+   the streamed train split at ``--image-size``, default hyperparameters and recipe; the
+   projection of one epoch of the 140k set's 100,000 training images (validation not included).
+5. ``train`` of ``--compare-models`` for 1 epoch on ``--train-images`` images per split (so that
+   registered models at ``--image-size`` exist), then ``compare`` on the whole combined test
+   split with PCA + SVM fit on ``--fit-samples`` train and valid images.
+6. ``predict`` over the replica's 20,000-image 140k test folder with the first compare model.
+
+Tracking goes to ``DIR/mlflow.db`` with artifacts under ``DIR/mlruns``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = Path(__file__).resolve().parent
+K140_TEST = "140k-real-and-fake-faces/real_vs_fake/real-vs-fake/test"
+EPOCH_IMAGES = 100_000  # the 140k set's training split
+ROWS: list[dict] = []
+
+
+def measured(name: str, command: list[str], workdir: Path, images: int = 0) -> str:
+    """Run ``command``; record wall time, peak RSS and disk added; return its output."""
+    print(f"\n$ {' '.join(command)}", flush=True)
+    used = shutil.disk_usage(workdir).used
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    lines = [line.rsplit("\r", 1)[-1] for line in output.splitlines()]
+    print("\n".join(line for line in lines if line.strip())[-3000:], flush=True)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{name} failed (exit {os.waitstatus_to_exitcode(status)})")
+    found = re.search(r"^images (\d+)$", output, re.MULTILINE) or re.search(
+        r"^(\d+) images scored", output, re.MULTILINE
+    )
+    timed = re.search(r"^timed (\d+) images in ([\d.]+) s$", output, re.MULTILINE)
+    images = int(found.group(1)) if found else int(timed.group(1)) if timed else images
+    scored = re.search(r"([\d.]+) images/s$", output, re.MULTILINE)  # predict's own rate, without start-up
+    rate = (
+        int(timed.group(1)) / float(timed.group(2)) if timed else float(scored.group(1)) if scored else images / seconds
+    )
+    ROWS.append(
+        {
+            "step": name,
+            "seconds": seconds,
+            "images": images,
+            "rate": rate,
+            "rss_gib": usage.ru_maxrss / 2**20,
+            "disk_gib": (shutil.disk_usage(workdir).used - used) / 2**30,
+        }
+    )
+    return output
+
+
+def input_epoch(data: str, image_size: int, strength: float, limit: int) -> None:
+    """One pass of the shuffled train split through the input pipeline alone."""
+    from deepfake_detection.data.pipeline import Augment, load_splits, make_dataset
+
+    rows = load_splits(data, splits=("train",))["train"]
+    rows = rows.sample(n=limit, random_state=0) if limit else rows
+    augment = Augment(strength=strength) if strength > 0 else None
+    dataset = make_dataset(data, "train", image_size, 32, shuffle=True, augment=augment, manifest=rows)
+    print("plan", dataset.input_plan.describe(), flush=True)
+    started, seen = time.perf_counter(), 0
+    for images, _ in dataset:
+        seen += int(images.shape[0])
+    print(f"timed {seen} images in {time.perf_counter() - started:.2f} s")
+    print(f"images {seen}")
+
+
+def train_steps(data: str, arch: str, image_size: int, steps: int, batch_size: int) -> None:
+    """``steps`` timed training steps (after 3 untimed) of ``arch``'s default model on the streamed train split."""
+    import keras
+    import keras_tuner as kt
+
+    from deepfake_detection.architectures import get_architecture
+    from deepfake_detection.data.pipeline import Augment, load_splits, make_dataset
+
+    architecture = get_architecture(arch, image_size)
+    architecture.training_steps = steps + 3
+    model = architecture.build(kt.HyperParameters())
+    rows = load_splits(data, splits=("train",))["train"]
+    augment = Augment(strength=architecture.augment) if architecture.augment > 0 else None
+    dataset = make_dataset(data, "train", image_size, batch_size, shuffle=True, augment=augment, manifest=rows)
+    print("plan", dataset.input_plan.describe(), flush=True)
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                self.started = time.perf_counter()
+            self.ended = time.perf_counter()
+
+    clock = Clock()
+    model.fit(dataset.take(steps + 3), epochs=1, verbose=0, callbacks=[clock])
+    images = steps * batch_size
+    seconds = clock.ended - clock.started
+    print(f"timed {images} images in {seconds:.2f} s")
+    hours = EPOCH_IMAGES / images * seconds / 3600
+    print(f"{arch}: {images / seconds:.2f} images/s, one epoch of {EPOCH_IMAGES:,} images: {hours:.1f} h")
+
+
+def report(image_size: int) -> None:
+    print(
+        f"\n{'step':<34} {'wall s':>8} {'images':>8} {'img/s':>8} "
+        f"{'peak RSS GiB':>12} {'disk +GiB':>9} {'1 epoch h':>9}"
+    )
+    for row in ROWS:
+        epoch = f"{EPOCH_IMAGES / row['rate'] / 3600:>9.1f}" if row["step"].startswith("train steps") else f"{'':>9}"
+        print(
+            f"{row['step']:<34} {row['seconds']:>8.0f} {row['images']:>8} {row['rate']:>8.1f} "
+            f"{row['rss_gib']:>12.2f} {row['disk_gib']:>9.2f} {epoch}"
+        )
+    print(f"(train steps at {image_size} px; '1 epoch h' projects 100,000 training images, validation not included)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--train-steps", type=int, default=10)
+    parser.add_argument("--arch", default="all")
+    parser.add_argument("--augmented-images", type=int, default=10_000)
+    parser.add_argument("--train-images", type=int, default=2000, help="Per split, for the models compare loads.")
+    parser.add_argument("--compare-models", default="custom_a,spectrum")
+    parser.add_argument("--fit-samples", type=int, default=4000)
+    parser.add_argument("--step", default="", help=argparse.SUPPRESS)  # internal: one measured step
+    parser.add_argument("--data", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--strength", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--limit", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.step == "input":
+        return input_epoch(args.data, args.image_size, args.strength, args.limit)
+    if args.step == "train-steps":
+        return train_steps(args.data, args.arch, args.image_size, args.train_steps, args.batch_size)
+
+    import pandas as pd
+
+    from deepfake_detection.architectures import parse_architectures
+
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
+    cli = [sys.executable, "-m", "deepfake_detection"]
+    replica = workdir / "replica"
+    if not replica.exists():
+        measured(
+            "replica build (+ zips)",
+            [sys.executable, str(HERE / "kaggle_replica.py"), "--output", str(replica), "--zip"],
+            workdir,
+            142_041,
+        )
+    zips = [
+        "--kaggle-140k",
+        str(replica / "140k-real-and-fake-faces.zip"),
+        "--ciplab",
+        str(replica / "real-and-fake-face-detection.zip"),
+    ]
+    folders = [
+        "--kaggle-140k",
+        str(replica / "140k-real-and-fake-faces"),
+        "--ciplab",
+        str(replica / "real-and-fake-face-detection"),
+    ]
+    data = workdir / "data-zip"
+    for name, sources, output in (
+        ("prepare from zips", zips, data),
+        ("prepare from folders", folders, workdir / "data-folders"),
+    ):
+        measured(
+            name,
+            [*cli, "prepare", "--source", "kaggle", *sources, "--output", str(output), "--overwrite", "true"],
+            workdir,
+        )
+        manifest = pd.read_csv(output / "manifest.csv")
+        ROWS[-1]["images"] = int((manifest["split"] != "test_ciplab").sum())  # the view repeats ciplab's test
+        ROWS[-1]["rate"] = ROWS[-1]["images"] / ROWS[-1]["seconds"]
+    me = [sys.executable, str(Path(__file__).resolve()), "--workdir", str(workdir), "--data", str(data)]
+    size = ["--image-size", str(args.image_size)]
+    measured(f"input epoch {args.image_size} px, no aug", [*me, "--step", "input", *size], workdir)
+    measured(
+        f"input {args.augmented_images:,} imgs, augmented",
+        [*me, "--step", "input", *size, "--strength", "0.5", "--limit", str(args.augmented_images)],
+        workdir,
+    )
+    for arch in parse_architectures(args.arch):
+        steps = ["--train-steps", str(args.train_steps), "--batch-size", str(args.batch_size)]
+        measured(f"train steps {arch}", [*me, "--step", "train-steps", "--arch", arch, *size, *steps], workdir)
+    models = args.compare_models
+    measured(
+        f"train {models} (1 epoch)",
+        [
+            *cli,
+            "train",
+            "--arch",
+            models,
+            "--data",
+            str(data),
+            *size,
+            "--epochs",
+            "1",
+            "--tuner",
+            "none",
+            "--num-samples",
+            str(args.train_images),
+            "--work-dir",
+            str(workdir / "outputs"),
+        ],
+        workdir,
+    )
+    output = measured(
+        "compare (whole test split)",
+        [
+            *cli,
+            "compare",
+            "--models",
+            models,
+            "--data",
+            str(data),
+            "--fit-samples",
+            str(args.fit_samples),
+            "--approximate-too",
+            "false",
+            "--work-dir",
+            str(workdir / "outputs"),
+        ],
+        workdir,
+    )
+    test_images = int((pd.read_csv(data / "manifest.csv")["split"] == "test").sum())
+    ROWS[-1]["images"], ROWS[-1]["rate"] = test_images, test_images / ROWS[-1]["seconds"]
+    print(output[-2500:])
+    first = models.split(",")[0]
+    measured(
+        f"predict {K140_TEST.rsplit('/', 1)[-1]} folder ({first})",
+        [
+            *cli,
+            "predict",
+            "--input",
+            str(replica / K140_TEST),
+            "--model",
+            first,
+            "--output",
+            str(workdir / "predictions.csv"),
+        ],
+        workdir,
+    )
+    report(args.image_size)
+
+
+if __name__ == "__main__":
+    main()
