@@ -4,7 +4,8 @@
                                    [--fit-samples 4000] [--compare-models custom_a,spectrum]
 
 Every step runs in its own process; the driver reports its wall time, images/second, peak
-resident memory (that process's ``ru_maxrss``, from ``os.wait4``) and the disk it added.
+resident memory (that process's ``ru_maxrss``, from ``os.wait4``; the driver imports no TensorFlow,
+since on Linux a child's ``ru_maxrss`` starts from its parent's at fork) and the disk it added.
 
 1. ``benchmarks/kaggle_replica.py --zip`` into ``DIR/replica`` (skipped when it is there).
 2. ``prepare --source kaggle`` from the two zips, then from the two folders (hard links).
@@ -17,7 +18,11 @@ resident memory (that process's ``ru_maxrss``, from ``os.wait4``) and the disk i
 5. ``train`` of ``--compare-models`` for 1 epoch on ``--train-images`` images per split (so that
    registered models at ``--image-size`` exist), then ``compare`` on the whole combined test
    split with PCA + SVM fit on ``--fit-samples`` train and valid images.
-6. ``predict`` over the replica's 20,000-image 140k test folder with the first compare model.
+6. ``predict`` over the replica's 20,000-image 140k test folder with the first compare model,
+   and over its 100,000-image train folder with the last one.
+
+``--steps`` runs some of these only (``replica,prepare,input,train-steps,train,compare,predict,
+predict-train``), on what an earlier run left in ``DIR``.
 
 Tracking goes to ``DIR/mlflow.db`` with artifacts under ``DIR/mlruns``.
 """
@@ -35,7 +40,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
-K140_TEST = "140k-real-and-fake-faces/real_vs_fake/real-vs-fake/test"
+ARCHITECTURES = "vggface16,densenet121,custom_a,custom_c,npr,spectrum"
+STEPS = ("replica", "prepare", "input", "train-steps", "train", "compare", "predict", "predict-train")
 EPOCH_IMAGES = 100_000  # the 140k set's training split
 ROWS: list[dict] = []
 
@@ -142,11 +148,14 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=10)
-    parser.add_argument("--arch", default="all")
+    parser.add_argument("--arch", default=ARCHITECTURES)
     parser.add_argument("--augmented-images", type=int, default=10_000)
     parser.add_argument("--train-images", type=int, default=2000, help="Per split, for the models compare loads.")
     parser.add_argument("--compare-models", default="custom_a,spectrum")
     parser.add_argument("--fit-samples", type=int, default=4000)
+    parser.add_argument(
+        "--steps", default=",".join(STEPS), help="Which steps to run (comma list; each needs the earlier ones' output)."
+    )
     parser.add_argument("--step", default="", help=argparse.SUPPRESS)  # internal: one measured step
     parser.add_argument("--data", default="", help=argparse.SUPPRESS)
     parser.add_argument("--strength", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -159,114 +168,70 @@ def main() -> None:
 
     import pandas as pd
 
-    from deepfake_detection.architectures import parse_architectures
-
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
+    run = set(args.steps.split(","))
+    if unknown := run - set(STEPS):
+        parser.error(f"unknown --steps {', '.join(sorted(unknown))}; choose from {', '.join(STEPS)}")
     cli = [sys.executable, "-m", "deepfake_detection"]
-    replica = workdir / "replica"
-    if not replica.exists():
-        measured(
-            "replica build (+ zips)",
-            [sys.executable, str(HERE / "kaggle_replica.py"), "--output", str(replica), "--zip"],
-            workdir,
-            142_041,
-        )
-    zips = [
-        "--kaggle-140k",
-        str(replica / "140k-real-and-fake-faces.zip"),
-        "--ciplab",
-        str(replica / "real-and-fake-face-detection.zip"),
-    ]
-    folders = [
-        "--kaggle-140k",
-        str(replica / "140k-real-and-fake-faces"),
-        "--ciplab",
-        str(replica / "real-and-fake-face-detection"),
-    ]
-    data = workdir / "data-zip"
-    for name, sources, output in (
-        ("prepare from zips", zips, data),
-        ("prepare from folders", folders, workdir / "data-folders"),
-    ):
-        measured(
-            name,
-            [*cli, "prepare", "--source", "kaggle", *sources, "--output", str(output), "--overwrite", "true"],
-            workdir,
-        )
-        manifest = pd.read_csv(output / "manifest.csv")
+    replica, data, outputs = workdir / "replica", workdir / "data-zip", str(workdir / "outputs")
+    if "replica" in run and not replica.exists():
+        build = [sys.executable, str(HERE / "kaggle_replica.py"), "--output", str(replica), "--zip"]
+        measured("replica build (+ zips)", build, workdir, 142_041)
+    downloads = ("140k-real-and-fake-faces", "real-and-fake-face-detection")
+    for name, suffix, output in (("prepare from zips", ".zip", data), ("prepare from folders", "", None)):
+        if "prepare" not in run:
+            break
+        output = output or workdir / "data-folders"
+        sources = [
+            "--kaggle-140k",
+            f"{replica / downloads[0]}{suffix}",
+            "--ciplab",
+            f"{replica / downloads[1]}{suffix}",
+        ]
+        command = [*cli, "prepare", "--source", "kaggle", *sources, "--output", str(output), "--overwrite", "true"]
+        measured(name, command, workdir)
+        manifest = pd.read_csv(output / "manifest.csv", usecols=["split"])
         ROWS[-1]["images"] = int((manifest["split"] != "test_ciplab").sum())  # the view repeats ciplab's test
         ROWS[-1]["rate"] = ROWS[-1]["images"] / ROWS[-1]["seconds"]
     me = [sys.executable, str(Path(__file__).resolve()), "--workdir", str(workdir), "--data", str(data)]
     size = ["--image-size", str(args.image_size)]
-    measured(f"input epoch {args.image_size} px, no aug", [*me, "--step", "input", *size], workdir)
-    measured(
-        f"input {args.augmented_images:,} imgs, augmented",
-        [*me, "--step", "input", *size, "--strength", "0.5", "--limit", str(args.augmented_images)],
-        workdir,
-    )
-    for arch in parse_architectures(args.arch):
+    if "input" in run:
+        measured(f"input epoch {args.image_size} px, no aug", [*me, "--step", "input", *size], workdir)
+        augmented = [*me, "--step", "input", *size, "--strength", "0.5", "--limit", str(args.augmented_images)]
+        measured(f"input {args.augmented_images:,} imgs, augmented", augmented, workdir)
+    for arch in args.arch.split(",") if "train-steps" in run else []:
         steps = ["--train-steps", str(args.train_steps), "--batch-size", str(args.batch_size)]
         measured(f"train steps {arch}", [*me, "--step", "train-steps", "--arch", arch, *size, *steps], workdir)
     models = args.compare_models
-    measured(
-        f"train {models} (1 epoch)",
-        [
-            *cli,
-            "train",
-            "--arch",
-            models,
-            "--data",
-            str(data),
-            *size,
-            "--epochs",
-            "1",
-            "--tuner",
-            "none",
-            "--num-samples",
-            str(args.train_images),
-            "--work-dir",
-            str(workdir / "outputs"),
-        ],
-        workdir,
-    )
-    output = measured(
-        "compare (whole test split)",
-        [
-            *cli,
-            "compare",
-            "--models",
-            models,
-            "--data",
-            str(data),
-            "--fit-samples",
-            str(args.fit_samples),
-            "--approximate-too",
-            "false",
-            "--work-dir",
-            str(workdir / "outputs"),
-        ],
-        workdir,
-    )
-    test_images = int((pd.read_csv(data / "manifest.csv")["split"] == "test").sum())
-    ROWS[-1]["images"], ROWS[-1]["rate"] = test_images, test_images / ROWS[-1]["seconds"]
-    print(output[-2500:])
-    first = models.split(",")[0]
-    measured(
-        f"predict {K140_TEST.rsplit('/', 1)[-1]} folder ({first})",
-        [
-            *cli,
-            "predict",
-            "--input",
-            str(replica / K140_TEST),
-            "--model",
-            first,
-            "--output",
-            str(workdir / "predictions.csv"),
-        ],
-        workdir,
-    )
+    if "train" in run:
+        train = [*cli, "train", "--arch", models, "--data", str(data), *size, "--epochs", "1", "--tuner", "none"]
+        measured(
+            f"train {models} (1 epoch)",
+            [*train, "--num-samples", str(args.train_images), "--work-dir", outputs],
+            workdir,
+        )
+    if "compare" in run:
+        compare = [*cli, "compare", "--models", models, "--data", str(data), "--fit-samples", str(args.fit_samples)]
+        output = measured(
+            "compare (whole test split)", [*compare, "--approximate-too", "false", "--work-dir", outputs], workdir
+        )
+        test_images = int((pd.read_csv(data / "manifest.csv", usecols=["split"])["split"] == "test").sum())
+        ROWS[-1]["images"], ROWS[-1]["rate"] = test_images, test_images / ROWS[-1]["seconds"]
+        print(output[-2500:])
+    for step, split, model in (
+        ("predict", "test", models.split(",")[0]),
+        ("predict-train", "train", models.split(",")[-1]),
+    ):
+        if step in run:
+            folder = replica / downloads[0] / "real_vs_fake" / "real-vs-fake" / split
+            predict = [*cli, "predict", "--input", str(folder), "--model", model]
+            measured(
+                f"predict {split} folder ({model})",
+                [*predict, "--output", str(workdir / f"predictions-{split}.csv")],
+                workdir,
+            )
     report(args.image_size)
 
 

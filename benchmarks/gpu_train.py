@@ -5,8 +5,8 @@
 
 For each architecture, batch size and configuration (float32 / mixed_float16, each without and
 with XLA, ``jit_compile``), a model with the default hyperparameters and recipe trains
-``--steps`` timed steps (after 5 untimed: tracing, XLA compilation) on batches already in GPU
-memory: the compute alone. The best configuration then trains the same number of steps fed by
+``--steps`` timed steps (after 5 untimed: tracing, XLA compilation) on one batch repeated from
+memory (no reading or decoding): the compute alone. The best configuration then trains the same number of steps fed by
 the project's own pipeline from the files (streamed, shuffled, default augmentation): when its
 images/second is close to the compute alone, the input keeps the GPU busy. GPU utilisation is
 the mean of ``nvidia-smi`` samples (every 100 ms) over the timed steps.
@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -133,6 +134,8 @@ def main() -> None:
     import tensorflow as tf
 
     from deepfake_detection.data.pipeline import Augment, load_splits, make_dataset
+
+    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:

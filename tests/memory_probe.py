@@ -1,5 +1,9 @@
 """Run one data-heavy step in a fresh process and print its peak resident memory (MiB).
 
+The peak is this process image's own (``VmHWM`` in ``/proc/self/status``, reset by exec), not
+``ru_maxrss``, which on Linux keeps the peak of the process that forked it (a pytest worker
+that has already run TensorFlow tests).
+
     python tests/memory_probe.py input DATA --num-samples N --image-size S --cache-budget-mb B
     python tests/memory_probe.py embeddings DATA --num-samples N --image-size S --output DIR
 
@@ -10,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -47,7 +50,12 @@ def main() -> None:
         seen = len(stored.p_fake)
     assert seen == len(rows) * (2 if args.step == "input" else 1), seen
     print("images", len(rows))
-    print("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print("peak_rss_mib", peak_rss_kib() / 1024)
+
+
+def peak_rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 
 if __name__ == "__main__":

@@ -60,6 +60,9 @@ def perturb(data: bytes, name: str) -> bytes:
         return PERTURBATIONS[name](picture.convert("RGB"))
 
 
+CHUNK_FILES = 1024  # test files read and perturbed at a time: memory bounded for any split
+
+
 def evaluate(detector, rows: pd.DataFrame, label: str, batch_size: int = 64) -> list[dict]:
     """ROC-AUC and accuracy (at the model's threshold) of ``detector`` on ``rows`` under every perturbation."""
     from tqdm import tqdm
@@ -67,10 +70,15 @@ def evaluate(detector, rows: pd.DataFrame, label: str, batch_size: int = 64) -> 
     from deepfake_detection.evaluation import binary_metrics, fake_labels
 
     y = fake_labels(rows)
-    originals = [Path(path).read_bytes() for path in rows["file"]]
+    scores: dict[str, list[np.ndarray]] = {name: [] for name in PERTURBATIONS}
+    files = list(rows["file"])
+    for start in tqdm(range(0, len(files), CHUNK_FILES), desc=f"robustness {label}", unit="chunk"):
+        originals = [Path(path).read_bytes() for path in files[start : start + CHUNK_FILES]]
+        for name in PERTURBATIONS:
+            scores[name].append(detector.predict_encoded([perturb(blob, name) for blob in originals], batch_size))
     results = []
-    for name in tqdm(PERTURBATIONS, desc=f"robustness {label}", unit="perturbation"):
-        p_fake = detector.predict_encoded([perturb(blob, name) for blob in originals], batch_size)
+    for name in PERTURBATIONS:
+        p_fake = np.concatenate(scores[name])
         metrics = binary_metrics(y, p_fake, detector.config.threshold)
         results.append(
             {
