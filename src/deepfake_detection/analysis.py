@@ -42,9 +42,15 @@ def kernel_gamma(settings: SVMSettings, features: np.ndarray) -> float:
 
 
 def build_pipeline(settings: SVMSettings, n_samples: int, n_features: int, approximate: bool = False) -> Pipeline:
-    """The unfitted pipeline; PCA keeps at most ``min(n_components, n_samples, n_features)``."""
+    """The unfitted pipeline; PCA keeps at most ``min(n_components, n_samples, n_features)``.
+
+    PCA centres the scaler's output in place (``copy=False``): that output is already a private
+    copy, so fitting holds the training embeddings at most once more, not twice."""
     components = max(1, min(settings.n_components, n_samples, n_features))
-    steps = [("scaler", StandardScaler()), ("pca", PCA(n_components=components, random_state=settings.seed))]
+    steps = [
+        ("scaler", StandardScaler()),
+        ("pca", PCA(n_components=components, copy=False, random_state=settings.seed)),
+    ]
     if approximate:
         steps += [
             (
