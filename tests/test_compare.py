@@ -142,7 +142,40 @@ def test_plots_draw_exactly_the_computed_curves_and_counts():
     assert [t.get_text() for t in axis.texts] == ["3", "1", "2", "5"]  # rows true, columns predicted
     np.testing.assert_array_equal(axis.images[0].get_array(), [[3, 1], [2, 5]])
     grid = plots.confusion_grid_figure(_comparison().confusions())
-    assert [a.get_title() for a in grid.axes] == ["a CNN head", "a PCA+SVM", "b CNN head", "b PCA+SVM"]
+    titles = [a.get_title() for a in grid.axes if a.axison]
+    assert titles == [f"{m} {c}" for m in "ab" for c in ("CNN head", "PCA+SVM", "PCA+SVM (Nystroem)")]
+    plt.close("all")
+
+
+def test_comparison_plots_are_readable():
+    """One ROC panel per classifier with a model's style kept across panels; counts readable on
+    their cells; PCA axes with their variance; integer epochs."""
+    import matplotlib.pyplot as plt
+
+    comparison = _comparison()
+    figure = plots.roc_panels_figure(comparison.roc_panels())
+    assert [a.get_title() for a in figure.axes] == ["CNN head", "PCA+SVM", "PCA+SVM (Nystroem)"]
+    for axis in figure.axes:
+        lines = {line.get_label().split(" (AUC")[0]: line for line in axis.lines[:2]}
+        assert set(lines) == {"a", "b"} and lines["a"].get_color() != lines["b"].get_color()
+    colours = {(a.lines[0].get_color(), a.lines[0].get_linestyle()) for a in figure.axes}
+    assert len(colours) == 1  # model "a" looks the same in every panel
+    styles = {tuple(plots.line_style(i).values()) for i in range(20)}
+    assert len(styles) == 20  # twenty models, twenty looks
+
+    axis = plots.confusion_figure({"tn": 1000, "fp": 430, "fn": 10, "tp": 990}).axes[0]
+    colours = {t.get_text(): t.get_color() for t in axis.texts}
+    # 990 and 1000 sit on dark cells, 10 on a white one; 430 is a light blue cell just under the middle.
+    assert (colours["1000"], colours["990"], colours["10"], colours["430"]) == ("white", "white", "black", "black")
+
+    cumulative = {"a": np.array([0.6, 0.9])}
+    axis = plots.pca_scatter_figure({"a": (np.ones((7, 2)), Y)}, cumulative).axes[0]
+    assert (axis.get_xlabel(), axis.get_ylabel()) == ("PC 1 (60% of variance)", "PC 2 (30% of variance)")
+
+    axis = plots.training_curves_figure({"loss": [0.7, 0.6, 0.5], "val_loss": [0.8, 0.7, 0.6]}).axes[0]
+    figure = axis.figure
+    figure.canvas.draw()
+    assert all(float(t).is_integer() for t in axis.get_xticks() if 1 <= t <= 3)
     plt.close("all")
 
 

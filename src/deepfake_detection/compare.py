@@ -242,13 +242,16 @@ class Comparison:
     def roc_curves(self) -> dict[str, evaluation.RocCurve]:
         return {r.name: evaluation.roc_points(r.y_test, r.scores) for r in self.records}
 
+    def roc_panels(self) -> dict[str, dict[str, evaluation.RocCurve]]:
+        """Classifier title → model → its test ROC curve, classifiers in the table's order."""
+        panels: dict[str, dict[str, evaluation.RocCurve]] = {}
+        for r in self.records:
+            panels.setdefault(CLASSIFIER_NAMES[r.classifier], {})[r.model] = evaluation.roc_points(r.y_test, r.scores)
+        return panels
+
     def confusions(self) -> dict[str, dict]:
-        """Each model's CNN head and first SVM (titled "PCA+SVM" even when that is the Nystroem one)."""
-        return {
-            f"{r.model} {'PCA+SVM' if r.pca else 'CNN head'}": r.metrics
-            for r in self.records
-            if r.pca or r.classifier == "cnn_head"
-        }
+        """Every classifier of every model, titled like the table (e.g. "npr PCA+SVM (Nystroem)")."""
+        return {r.name: r.metrics for r in self.records}
 
     def explained_variance(self) -> dict[str, np.ndarray]:
         return {r.model: r.pca.cumulative_variance for r in self.records if r.pca}
@@ -321,11 +324,9 @@ def _figures(comparison: Comparison) -> dict:
     from deepfake_detection import plots
 
     figures = {
-        "roc_overlay.png": plots.roc_figure(
-            comparison.roc_curves(), title="Test ROC, all models (positive class: fake)"
-        ),
+        "roc_overlay.png": plots.roc_panels_figure(comparison.roc_panels()),
         "pca_explained_variance.png": plots.explained_variance_figure(comparison.explained_variance()),
-        "pca_scatter.png": plots.pca_scatter_figure(comparison.pca_points()),
+        "pca_scatter.png": plots.pca_scatter_figure(comparison.pca_points(), comparison.explained_variance()),
         "confusion_matrices.png": plots.confusion_grid_figure(comparison.confusions()),
     }
     if comparison.robustness is not None:
