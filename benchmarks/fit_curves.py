@@ -37,7 +37,7 @@ def main() -> None:
     curves = {}
     for child in children:
         arch = child.data.tags.get("architecture", child.info.run_name)
-        history = sorted(client.get_metric_history(child.info.run_id, "val_auc"), key=lambda m: m.step)
+        history = sorted(client.get_metric_history(child.info.run_id, "valid_epoch_auc"), key=lambda m: m.step)
         curves[arch] = [m.value for m in history]
         planned = child.data.params.get("fit_epochs", "?")
         seconds = child.data.metrics.get("train_seconds", float("nan"))

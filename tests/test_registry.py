@@ -114,3 +114,25 @@ def test_the_registry_follows_the_election(tmp_path):
     assert (
         aliases == {"champion": "7", "challenger": "8"} and stages["Production"] == ["7"] and stages["Staging"] == ["8"]
     )
+
+
+def test_registry_pages_say_what_a_model_is_how_to_load_it_and_how_good(tmp_path):
+    client = MlflowClient()
+    name = registry.registered_name("npr")
+    client.create_registered_model(name)
+    version = str(client.create_model_version(name, (tmp_path / "model").as_uri()).version)
+    test = {"roc_auc": 0.982, "roc_auc_ci_low": 0.972, "roc_auc_ci_high": 0.99, "accuracy": 0.9, "f1": 0.91}
+    registry.describe(client, name, "npr", version, 64, "abc123", "run42", {"roc_auc": 0.981}, test)
+    model = client.get_registered_model(name)
+    for needed in ("npr", "64x64", "fake (1)", "models:/deepfake-npr@champion", "models:/deepfake-npr/Production"):
+        assert needed in model.description, needed
+    assert model.tags == {
+        "architecture": "npr",
+        "positive_class": "fake",
+        "task": "real-vs-fake images",
+        "image_size": "64",
+    }
+    described = client.get_model_version(name, version).description
+    assert described.startswith("test ROC-AUC 0.982 [95 % CI 0.972, 0.990]; test accuracy 0.900; test f1 0.910")
+    for needed in ("valid ROC-AUC 0.981", "dataset digest abc123", "run run42", "positive class: fake (1)"):
+        assert needed in described, needed

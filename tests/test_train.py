@@ -63,7 +63,7 @@ def test_train_tracks_registers_promotes_and_reloads(bench_dataset, tmp_path):
     assert len(trials) == 2
     for trial in trials:
         assert {"hp.learning_rate", "hp.dropout", "hp.augment"} <= set(trial.data.params)
-        assert {"val_auc", "val_loss", "epochs"} <= set(trial.data.metrics)
+        assert {"valid_epoch_auc", "valid_epoch_loss", "epochs"} <= set(trial.data.metrics)
 
     metrics = child.data.metrics
     # The logged test metrics are those of the logged test predictions at the logged threshold.
@@ -88,8 +88,12 @@ def test_train_tracks_registers_promotes_and_reloads(bench_dataset, tmp_path):
     assert {"test_roc_auc_generator_transpose", "test_roc_auc_generator_upsample"} <= set(metrics)
     assert child.data.params["image_size"] == "32" and child.data.params["architecture"] == "custom_a"
     assert child.inputs.dataset_inputs[0].dataset.digest == child.data.tags["dataset_digest"]
-    history = client.get_metric_history(child.info.run_id, "val_auc")  # per epoch, from MlflowCallback
-    assert len(history) >= 1
+    history = client.get_metric_history(child.info.run_id, "valid_epoch_auc")  # per epoch, step = epoch
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, int(metrics["epochs_run"]) + 1))
+    # One name per metric: no step-less validation_* copies, no optimizer_* params.
+    assert not [k for k in metrics if k.startswith(("val_", "validation_"))]
+    assert not [k for k in child.data.params if k.startswith("optimizer_")]
+    assert {"train_epoch_loss", "train_epoch_auc", "valid_epoch_loss"} <= set(metrics)
     plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
     names = ("roc", "precision_recall", "confusion_matrix", "training_curves", "reliability")
     assert plots == {f"plots/{n}.png" for n in names}
@@ -102,6 +106,8 @@ def test_train_tracks_registers_promotes_and_reloads(bench_dataset, tmp_path):
     version = client.get_model_version_by_alias(name, "champion")
     assert str(version.version) == first.version == "1" and version.current_stage == "Production"
     assert float(version.tags["test_roc_auc"]) == pytest.approx(first.test["roc_auc"], abs=1e-6)
+    assert version.description.startswith(f"test ROC-AUC {first.test['roc_auc']:.3f} [95 % CI ")
+    assert child.info.run_id in version.description and "32x32" in client.get_registered_model(name).description
 
     # Loading by alias and by stage predicts what the trained model predicted on test.
     logged = pd.read_json(
@@ -375,7 +381,18 @@ def test_mlflow_run_train_all_architectures(bench_dataset, tmp_path):
         for r in client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
         if r.data.tags.get("mlflow.project.entryPoint") == "train"
     ]
-    assert project_run.info.status == "FINISHED"
+    assert project_run.info.status == "FINISHED" and project_run.info.run_name == "train"  # not a random name
+    # The run the UI lists first says which architecture won (on valid) and its test interval.
+    children = _children(client, project_run.info.experiment_id, project_run.info.run_id)
+    scored = [c for c in children if c.data.tags["degenerate"] == "false"]
+    if not scored:  # all at chance on 8 images: no best to name
+        assert "best_architecture" not in project_run.data.tags
+        return
+    best = max(scored, key=lambda c: c.data.metrics["valid_roc_auc"])
+    assert project_run.data.tags["best_architecture"] == best.data.tags["architecture"]
+    assert project_run.data.metrics["best_test_roc_auc"] == pytest.approx(best.data.metrics["test_roc_auc"])
+    note = project_run.data.tags["mlflow.note.content"]
+    assert note.startswith(f"**Best: {best.data.tags['architecture']}**") and note.count("\n| ") == len(children) + 1
 
 
 def _wait_for(process, root: Path, pattern: str, timeout: float = 300) -> None:

@@ -73,9 +73,9 @@ def test_one_chief_two_workers_share_one_search(bench_dataset, tmp_path):
     assert sorted(Counter(t.data.tags["trial_id"] for t in trials).values()) == [1, 1, 1, 1]
     assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {chief.info.run_id}
     assert {t.data.tags["tuner_id"] for t in trials} == {"w1", "w2"}
-    assert all(t.info.status == "FINISHED" and "val_auc" in t.data.metrics for t in trials)
+    assert all(t.info.status == "FINISHED" and "valid_epoch_auc" in t.data.metrics for t in trials)
     # The best trial's hyperparameters were trained once and registered once.
-    best = max(trials, key=lambda t: t.data.metrics["val_auc"])
+    best = max(trials, key=lambda t: t.data.metrics["valid_epoch_auc"])
     assert float(chief.data.params["best.learning_rate"]) == pytest.approx(float(best.data.params["hp.learning_rate"]))
     (version,) = client.search_model_versions("name = 'deepfake-custom_a'")
     assert str(version.version) == "1" and version.run_id == chief.info.run_id

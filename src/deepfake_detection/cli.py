@@ -547,6 +547,9 @@ def main_job(
         trained = ",".join(f"models:/{registered_name(r.architecture)}/{r.version}" for r in results)
         # The exact SVM alone: the Nystroem one beside it is `compare`'s to show, not the main job's.
         _print_table(run_compare(CompareSettings(models=trained, data=data, seed=seed, approximate_too=False)))
+        from deepfake_detection.training import log_summary
+
+        log_summary(results)  # the same leaderboard on the outermost run, the first one the UI shows
     click.echo(f"main finished in {time.perf_counter() - started:.0f} s")
     uri = tracking.tracking_uri()
     click.echo(f"runs are in {uri}; look at them with: mlflow ui --backend-store-uri {uri}")

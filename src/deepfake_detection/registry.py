@@ -81,6 +81,7 @@ def register(
     valid: dict,
     test: dict,
     degenerate: bool = False,
+    image_size: int | None = None,
 ) -> tuple[str, str]:
     """Register ``model_uri`` as ``deepfake-<arch>`` and hold the election; undo the version on failure.
 
@@ -106,11 +107,44 @@ def register(
     }
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     try:
+        describe(client, name, architecture, version, image_size, dataset_digest, run_id, valid, test)
         champion = settle(client, architecture, dataset_digest)
     except BaseException:
         client.delete_model_version(name, version)
         raise
     return version, CHAMPION if champion == version else CHALLENGER
+
+
+def _interval(metrics: dict, key: str) -> str:
+    low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+    return f"{metrics[key]:.3f}" + (f" [95 % CI {low:.3f}, {high:.3f}]" if low is not None else "")
+
+
+def describe(client, name, architecture, version, image_size, dataset_digest, run_id, valid, test) -> None:
+    """Descriptions and tags that answer "what is this and how good" in the registry pages: the
+    model's (architecture, input, positive class, how to load it) and the version's (test
+    metrics with their intervals, valid ROC-AUC, dataset digest, run)."""
+    size = f"{image_size}x{image_size} RGB" if image_size else "RGB"
+    client.update_registered_model(
+        name,
+        description=(
+            f"Deepfake image detector, architecture {architecture}, input {size} (any image is resized). "
+            "Output p_fake: probability of the positive class fake (1); real is 0. "
+            f"Load the best version with mlflow.pyfunc.load_model('models:/{name}@{CHAMPION}') "
+            f"(or models:/{name}/{STAGES[CHAMPION]}), or `deepfake-detection predict --model {architecture}`. "
+            f"The {CHAMPION} is the version with the best valid ROC-AUC on its dataset; test metrics are "
+            "reported, never used to choose."
+        ),
+    )
+    for key, value in {"architecture": architecture, "positive_class": "fake", "task": "real-vs-fake images"}.items():
+        client.set_registered_model_tag(name, key, value)
+    if image_size:
+        client.set_registered_model_tag(name, "image_size", str(image_size))
+    lines = [f"test ROC-AUC {_interval(test, 'roc_auc')}"]
+    lines += [f"test {k} {_interval(test, k)}" for k in ("accuracy", "f1") if k in test]
+    lines += [f"valid ROC-AUC {valid['roc_auc']:.3f} (what the election compares)"]
+    lines += [f"dataset digest {dataset_digest}", f"run {run_id}", "positive class: fake (1)"]
+    client.update_model_version(name, version, description="; ".join(lines))
 
 
 def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> str | None:

@@ -99,6 +99,7 @@ def run(name: str, experiment: str = EXPERIMENT_NAME, tags: dict | None = None) 
     if os.environ.get("MLFLOW_RUN_ID"):
         fail_orphans(mlflow.get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id)
         with mlflow.start_run(tags=tags) as active:
+            mlflow.set_tag("mlflow.runName", name)  # not the random name `mlflow run` gave it
             yield active
         return
     experiment_id = ensure_experiment(experiment)
@@ -226,3 +227,40 @@ def dataset_digest_of(root) -> str:
         if digest:
             return digest
     return hashlib.sha256((Path(root) / "manifest.csv").read_bytes()).hexdigest()[:16]
+
+
+def epoch_metric_names(logs: dict) -> dict[str, float]:
+    """Keras' per-epoch logs under this project's names, one prefix per split: ``loss`` →
+    ``train_epoch_loss``, ``val_auc`` → ``valid_epoch_auc`` (Keras' approximate AUC after each
+    epoch; the final, exact ``valid_roc_auc`` is logged apart); ``learning_rate`` stays."""
+    names = {}
+    for key, value in logs.items():
+        if key == "learning_rate":
+            names[key] = float(value)
+        elif key.startswith("val_"):
+            names[f"valid_epoch_{key.removeprefix('val_')}"] = float(value)
+        else:
+            names[f"train_epoch_{key}"] = float(value)
+    return names
+
+
+def epoch_metrics_callback():
+    """MLflow's Keras callback, limited to one metric per name: each epoch's metrics (renamed by
+    :func:`epoch_metric_names`, step = epoch from 1) and the model summary. It skips the
+    ``optimizer_*`` params (the run's hyperparameters already say them) and the step-less
+    ``validation_*`` copies it would log after every validation pass."""
+    import mlflow
+
+    class EpochMetrics(mlflow.keras.MlflowCallback):
+        def on_train_begin(self, logs=None):
+            lines: list[str] = []
+            self.model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+            mlflow.log_text("\n".join(lines), "model_summary.txt")
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch + 1, epoch_metric_names(logs or {}))
+
+        def on_test_end(self, logs=None):
+            return None
+
+    return EpochMetrics()

@@ -302,6 +302,7 @@ def train_architecture(
         valid=scores.valid,
         test=scores.test,
         degenerate=scores.degenerate,
+        image_size=settings.image_size,
     )
     mlflow.set_tags({"registered_model": registry.registered_name(name), "model_version": version, "role": role})
     return ArchitectureResult(
@@ -356,7 +357,7 @@ def final_fit(search: Search, best: kt.HyperParameters, strategy, epochs: int) -
         ),
         # A killed fit restarts from its last finished epoch when `train` is run again.
         _ResumableFit(str(folder / "backup"), double_checkpoint=True),
-        mlflow.keras.MlflowCallback(),
+        tracking.epoch_metrics_callback(),
     ]
     started = time.perf_counter()
     history = model.fit(
@@ -503,6 +504,40 @@ def load_training_data(settings: TrainSettings) -> tuple[TrainSettings, dict, st
     return replace(settings, data=str(Path(settings.data))), parts, digest
 
 
+def log_summary(results: list[ArchitectureResult]) -> ArchitectureResult | None:
+    """On the active run: which architecture is best (chosen on valid ROC-AUC, degenerate ones
+    excluded) with its test ROC-AUC and interval, as a description (``mlflow.note.content``),
+    metrics ``best_valid_roc_auc`` / ``best_test_roc_auc`` (+ interval) and tag
+    ``best_architecture``; a table of every architecture below it. Returns the best."""
+    import mlflow
+
+    candidates = [r for r in results if not r.degenerate]
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda r: r.valid["roc_auc"])
+
+    def interval(r: ArchitectureResult) -> str:
+        return f"{r.test['roc_auc']:.3f} [{r.test['roc_auc_ci_low']:.3f}, {r.test['roc_auc_ci_high']:.3f}]"
+
+    rows = "\n".join(
+        f"| {r.architecture} | {r.version} | {r.role} | {r.valid['roc_auc']:.3f} | {interval(r)} |"
+        for r in sorted(results, key=lambda r: -r.valid["roc_auc"])
+    )
+    mlflow.set_tag(
+        "mlflow.note.content",
+        f"**Best: {best.architecture}** (chosen on valid ROC-AUC {best.valid['roc_auc']:.3f}), "
+        f"test ROC-AUC {interval(best)} (95 % bootstrap interval; positive class: fake). "
+        f"Registered as `models:/deepfake-{best.architecture}/{best.version}`.\n\n"
+        "| architecture | version | role | valid ROC-AUC | test ROC-AUC [95 % CI] |\n|---|---|---|---|---|\n" + rows,
+    )
+    mlflow.set_tag("best_architecture", best.architecture)
+    mlflow.log_metrics(
+        {"best_valid_roc_auc": best.valid["roc_auc"]}
+        | {f"best_test_{k}": best.test[k] for k in ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high") if k in best.test}
+    )
+    return best
+
+
 def print_input_plans(settings: TrainSettings, parts: dict) -> None:
     """How each split will be fed (cached in memory or streamed), for the budget in ``settings``."""
     from deepfake_detection.data.pipeline import plan_input
@@ -550,4 +585,5 @@ def run_training(
                 tracking.log_dataset_input(settings.data, parts, digest)
                 results.append(train_architecture(name, settings, parts, digest, plan[name]))
         mlflow.log_metrics({f"{r.architecture}_test_roc_auc": r.test["roc_auc"] for r in results})
+        log_summary(results)
     return results

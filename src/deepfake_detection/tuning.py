@@ -144,16 +144,19 @@ def serve_oracle(oracle, poll_seconds: float = 0.5) -> None:
 
 
 def _log_trial_metrics(histories) -> None:
-    """Best epoch (by val_auc) of each execution, averaged over executions."""
+    """Validation metrics of the best epoch (by val_auc) of each execution, averaged over
+    executions, under the names the final fit's curves use (``valid_epoch_auc`` …), and ``epochs``."""
+    from deepfake_detection.tracking import epoch_metric_names
+
     best: dict[str, list[float]] = {}
     for history in histories if isinstance(histories, list) else [histories]:
         logs = getattr(history, "history", history) or {}
         if not logs.get("val_auc"):
             continue
         epoch = max(range(len(logs["val_auc"])), key=lambda i: logs["val_auc"][i])
-        for key, values in logs.items():
-            if key.startswith("val_") and epoch < len(values):
-                best.setdefault(key, []).append(float(values[epoch]))
+        at_best = {k: v[epoch] for k, v in logs.items() if k.startswith("val_") and epoch < len(v)}
+        for key, value in epoch_metric_names(at_best).items():
+            best.setdefault(key, []).append(value)
         best.setdefault("epochs", []).append(float(len(logs["val_auc"])))
     mlflow.log_metrics({k: sum(v) / len(v) for k, v in best.items()})
 
