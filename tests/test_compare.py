@@ -88,18 +88,22 @@ def test_comparison_table_rows_and_metrics_of_two_models():
         assert ((table[f"{metric}_ci_low"] <= table[metric]) & (table[metric] <= table[f"{metric}_ci_high"])).all()
     assert table.attrs["robustness"] is comparison.robustness
 
-    logged = comparison.metrics()
-    expected = {
-        f"{m}_{c}_{k}" for m in "ab" for c in ("cnn_head", "pca_svm", "pca_svm_nystroem") for k in with_intervals
-    }
-    expected |= {"a_pca_fit_rows", "a_kmeans_ari", "b_pca_fit_rows", "b_kmeans_ari", "robustness_a_none_roc_auc"}
-    assert set(logged) == expected
-    assert logged["a_pca_fit_rows"] == 10 and logged["b_kmeans_ari"] == 0.25
-    assert logged["b_cnn_head_f1"] == 1.0 and logged["b_pca_svm_roc_auc"] == 0.0
-    assert logged["robustness_a_none_roc_auc"] == 0.75
+    runs = comparison.classifier_runs()
+    assert [name for name, _, _ in runs] == [
+        f"compare-{m}-{c}" for m in "ab" for c in ("cnn_head", "pca_svm", "pca_svm_nystroem")
+    ]
+    extras = {"fit_seconds", "pca_fit_rows", "kmeans_ari", "robustness_none_roc_auc"}
+    keys = {frozenset(set(metrics) - extras) for _, _, metrics in runs}
+    assert len(keys) == 1 and set(with_intervals) <= next(iter(keys))  # the same keys in every run
+    by_name = {name: (params, metrics) for name, params, metrics in runs}
+    params, metrics = by_name["compare-a-pca_svm"]
+    assert params == {"architecture": "a", "classifier": "pca_svm", "version": "2", "embedding_dim": 4}
+    assert metrics["pca_fit_rows"] == 10 and metrics["kmeans_ari"] == 0.25 and metrics["roc_auc"] == 0.0
+    assert by_name["compare-b-cnn_head"][1]["f1"] == 1.0 and "fit_seconds" not in by_name["compare-b-cnn_head"][1]
+    assert by_name["compare-a-cnn_head"][1]["robustness_none_roc_auc"] == 0.75
 
     confusions = comparison.confusions()
-    assert list(confusions) == ["a CNN head", "a PCA+SVM", "b CNN head", "b PCA+SVM"]
+    assert list(confusions) == [f"{m} {c}" for m in "ab" for c in ("CNN head", "PCA+SVM", "PCA+SVM (Nystroem)")]
     assert [confusions["b PCA+SVM"][k] for k in ("tn", "fp", "fn", "tp")] == [0, 3, 3, 1]
     assert list(comparison.explained_variance()) == ["a", "b"] and list(comparison.pca_points()) == ["a", "b"]
     assert Comparison(tuple(_records("a"))).table().attrs == {}
@@ -277,12 +281,23 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
     assert run.data.tags["model.custom_a"] == "deepfake-custom_a/1"
     assert run.data.tags["model.custom_c"] == "deepfake-custom_c/1"
     train_rows = (pd.read_csv(bench_dataset / "manifest.csv").split == "train").sum()
-    assert run.data.metrics["custom_a_pca_fit_rows"] == train_rows  # PCA saw the train rows only
+    # Long format: one child run per model and classifier, the same metric keys in each.
+    children = {
+        c.info.run_name: c
+        for c in client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    }
+    assert len(children) == len(table) == 6
+    assert children["compare-custom_a-pca_svm"].data.metrics["pca_fit_rows"] == train_rows  # PCA saw train only
     for row in table.itertuples(index=False):
+        child = children[f"compare-{row.model}-{row.classifier}"]
+        assert (child.data.params["architecture"], child.data.params["classifier"]) == (row.model, row.classifier)
         for metric in TABLE_METRICS:
-            assert run.data.metrics[f"{row.model}_{row.classifier}_{metric}"] == pytest.approx(getattr(row, metric))
+            assert child.data.metrics[metric] == pytest.approx(getattr(row, metric))
     aris = table.query("classifier == 'pca_svm'").set_index("model")["kmeans_ari"]
-    assert run.data.metrics["custom_c_kmeans_ari"] == pytest.approx(aris["custom_c"])
+    assert children["compare-custom_c-pca_svm"].data.metrics["kmeans_ari"] == pytest.approx(aris["custom_c"])
+    assert not [k for k in run.data.metrics if k.startswith(("custom_a_", "custom_c_"))]  # no wide keys left
+    assert "comparison.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest == run.data.tags["dataset_digest"]
     report = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="report"))
     csv = pd.read_csv(report / "comparison.csv")
     assert len(csv) == 6 and "fake" in (report / "comparison.md").read_text()
@@ -304,7 +319,7 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
     none = robust.query("perturbation == 'none'").set_index("model")["roc_auc"]
     heads = table.query("classifier == 'cnn_head'").set_index("model")["roc_auc"]
     np.testing.assert_allclose(none.loc[["custom_a", "custom_c"]], heads.loc[["custom_a", "custom_c"]], atol=1e-6)
-    assert "robustness_custom_c_jpeg_q50_roc_auc" in run.data.metrics
+    assert "robustness_jpeg_q50_roc_auc" in children["compare-custom_c-cnn_head"].data.metrics
     for png in plots.glob("*.png"):
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
     embeddings = {a.path for a in client.list_artifacts(run.info.run_id, "embeddings/custom_a")}

@@ -20,3 +20,23 @@ def test_an_experiment_created_by_another_process_meanwhile_is_used(monkeypatch)
     monkeypatch.setattr(mlflow, "get_experiment_by_name", stale_then_real)
     assert tracking.ensure_experiment("race") == created
     assert lookups == ["race", "race"]
+
+
+def test_one_name_per_metric_and_readable_hyperparameters():
+    from deepfake_detection.tracking import epoch_metric_names, hyperparameter_params
+
+    logs = {"loss": 0.5, "auc": 0.7, "val_loss": 0.6, "val_auc": 0.65, "learning_rate": 1e-3}
+    assert epoch_metric_names(logs) == {
+        "train_epoch_loss": 0.5,
+        "train_epoch_auc": 0.7,
+        "valid_epoch_loss": 0.6,
+        "valid_epoch_auc": 0.65,
+        "learning_rate": 1e-3,
+    }
+    values = {"dropout": 0.1 + 0.2, "learning_rate": 0.000123456789, "units": 64, "input": "npr"}
+    assert hyperparameter_params(values, "best.") == {
+        "best.dropout": "0.3",
+        "best.learning_rate": "0.000123457",
+        "best.units": 64,
+        "best.input": "npr",
+    }

@@ -259,17 +259,27 @@ class Comparison:
     def pca_points(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return {r.model: (r.pca.test_components, r.y_test) for r in self.records if r.pca}
 
-    def metrics(self) -> dict[str, float]:
-        """The run's metrics: table metrics per model and classifier, PCA rows and ARI, robustness ROC-AUCs."""
-        values = {}
-        for r in self.records:
-            if r.pca:
-                values |= {f"{r.model}_pca_fit_rows": r.pca.fit_rows, f"{r.model}_kmeans_ari": r.pca.kmeans_ari}
-            values |= {f"{r.model}_{r.classifier}_{k}": r.metrics[k] for k in TABLE_COLUMNS if k in r.metrics}
+    def classifier_runs(self) -> list[tuple[str, dict, dict[str, float]]]:
+        """``(run name, params, metrics)`` per model and classifier, in long format: the same
+        metric keys in every run (the table's metrics and their intervals, the counts,
+        ``fit_seconds``; ``pca_fit_rows`` and ``kmeans_ari`` on the PCA's SVM; the robustness
+        ROC-AUCs on the CNN head), params ``architecture``, ``classifier``, ``version``."""
+        robust: dict[str, dict[str, float]] = {}
         if self.robustness is not None:
             for row in self.robustness.itertuples(index=False):
-                values[f"robustness_{row.model}_{row.perturbation}_roc_auc"] = row.roc_auc
-        return values
+                robust.setdefault(row.model, {})[f"robustness_{row.perturbation}_roc_auc"] = float(row.roc_auc)
+        runs = []
+        for r in self.records:
+            metrics = {k: float(v) for k, v in r.metrics.items() if np.isfinite(v)}
+            if np.isfinite(r.fit_seconds):
+                metrics["fit_seconds"] = r.fit_seconds
+            if r.pca:
+                metrics |= {"pca_fit_rows": float(r.pca.fit_rows), "kmeans_ari": r.pca.kmeans_ari}
+            if r.classifier == "cnn_head":
+                metrics |= robust.get(r.model, {})
+            params = {"architecture": r.model, "classifier": r.classifier, "version": r.version}
+            runs.append((f"compare-{r.model}-{r.classifier}", params | {"embedding_dim": r.embedding_dim}, metrics))
+        return runs
 
 
 def _embeddings(settings: CompareSettings, model: ResolvedModel, detector, parts: dict, digest: str):
@@ -343,8 +353,17 @@ def write_and_log(comparison: Comparison, differences: pd.DataFrame, report: Pat
 
     for label, folder in comparison.embedding_files:
         mlflow.log_artifacts(str(folder), artifact_path=f"embeddings/{label}/{folder.name}")
-    mlflow.log_metrics(comparison.metrics())
+    for name, params, metrics in comparison.classifier_runs():  # long format: one run per model and classifier
+        tags = {
+            "step": "compare-classifier",
+            "positive_class": "fake",
+            **{k: str(params[k]) for k in ("architecture", "classifier")},
+        }
+        with tracking.run(name, tags=tags):
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
     table = comparison.table()
+    mlflow.log_table(table.assign(version=table["version"].astype(str)), "comparison.json")
     report.mkdir(parents=True, exist_ok=True)
     table.to_csv(report / "comparison.csv", index=False)
     (report / "comparison.md").write_text(
@@ -390,6 +409,7 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
     tags = {f"model.{m.label}": f"{m.name}/{m.version}" for m in models}
     with tracking.run("compare", tags={**tags, "step": "compare", "dataset_digest": digest, "positive_class": "fake"}):
         mlflow.log_params({f"compare.{k}": v for k, v in asdict(settings).items()})
+        tracking.log_dataset_input(settings.data, parts, digest)
         comparison = compute_comparison(settings, parts, models, digest)
         differences = comparison.differences(seed=settings.seed)
         write_and_log(comparison, differences, Path(settings.work_dir) / "report")

@@ -264,3 +264,9 @@ def epoch_metrics_callback():
             return None
 
     return EpochMetrics()
+
+
+def hyperparameter_params(values: dict, prefix: str) -> dict:
+    """Hyperparameters as MLflow params: ``<prefix><name>``, floats to 6 significant digits
+    (a tuner's 0.1 steps give 0.30000000000000004), so equal values read and compare equal."""
+    return {f"{prefix}{k}": f"{v:.6g}" if isinstance(v, float) else v for k, v in values.items()}

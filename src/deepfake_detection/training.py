@@ -347,7 +347,7 @@ def final_fit(search: Search, best: kt.HyperParameters, strategy, epochs: int) -
         model = search.architecture.build(best)
     if strategy is not None:
         mlflow.log_params({"devices": ",".join(strategy.extended.worker_devices)})
-    mlflow.log_params({f"best.{k}": v for k, v in best.values.items()} | {"fit_epochs": epochs})
+    mlflow.log_params(tracking.hyperparameter_params(best.values, "best.") | {"fit_epochs": epochs})
     folder = search.run_dir / f"fit-{epochs}-epochs"  # a fit planned for other epochs is another fit
     folder.mkdir(parents=True, exist_ok=True)
     callbacks = [

@@ -19,6 +19,7 @@ from keras_tuner.src.distribute import utils as dist_utils
 
 from deepfake_detection.architectures import Architecture
 from deepfake_detection.errors import SettingsError, TuningError
+from deepfake_detection.tracking import epoch_metric_names, hyperparameter_params
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def _tracked(base: type[kt.Tuner]) -> type[kt.Tuner]:
             ):
                 if earlier:
                     mlflow.set_tags(tags)
-                mlflow.log_params({f"hp.{k}": v for k, v in trial.hyperparameters.values.items()})
+                mlflow.log_params(hyperparameter_params(trial.hyperparameters.values, "hp."))
                 histories = super().run_trial(trial, *args, **kwargs)
                 _log_trial_metrics(histories)
             return histories
@@ -146,7 +147,6 @@ def serve_oracle(oracle, poll_seconds: float = 0.5) -> None:
 def _log_trial_metrics(histories) -> None:
     """Validation metrics of the best epoch (by val_auc) of each execution, averaged over
     executions, under the names the final fit's curves use (``valid_epoch_auc`` …), and ``epochs``."""
-    from deepfake_detection.tracking import epoch_metric_names
 
     best: dict[str, list[float]] = {}
     for history in histories if isinstance(histories, list) else [histories]:
