@@ -61,7 +61,8 @@ def test_train_and_compare_against_a_shared_tracking_server(tracking_server, ben
         json={"experiment_ids": [experiment["experiment_id"]], "max_results": 100},
     )["runs"]
     by_name = {run["info"]["run_name"]: run for run in runs}
-    assert set(by_name) == {"train", "train-custom_a", "compare"}
+    classifiers = {f"compare-custom_a-{c}" for c in ("cnn_head", "pca_svm", "pca_svm_nystroem")}
+    assert set(by_name) == {"train", "train-custom_a", "compare", *classifiers}  # compare in long format
     assert {run["info"]["status"] for run in runs} == {"FINISHED"}
     train, child, compare = by_name["train"], by_name["train-custom_a"], by_name["compare"]
     assert _tags(child)["mlflow.parentRunId"] == train["info"]["run_id"]
@@ -108,11 +109,9 @@ def test_train_and_compare_against_a_shared_tracking_server(tracking_server, ben
         connection.cursor() as cursor,
     ):
         cursor.execute("SELECT name, status FROM runs")
-        assert sorted(cursor.fetchall()) == [
-            ("compare", "FINISHED"),
-            ("train", "FINISHED"),
-            ("train-custom_a", "FINISHED"),
-        ]
+        assert sorted(cursor.fetchall()) == sorted(
+            (name, "FINISHED") for name in ("compare", "train", "train-custom_a", *classifiers)
+        )
     connection.close()
 
 

@@ -197,8 +197,8 @@ def source_tags() -> dict[str, str]:
     return {MLFLOW_GIT_COMMIT: commit} if commit else {}
 
 
-def log_dataset_input(root: str, parts: dict, digest: str) -> None:
-    """Log the rows a training run used (train/valid/test) as an MLflow dataset input."""
+def dataset_of(root: str, parts: dict, digest: str):
+    """The rows a run used (train/valid/test) as an MLflow dataset named after the folder."""
     import mlflow
     import pandas as pd
     from mlflow.data.sources import LocalArtifactDatasetSource
@@ -206,14 +206,20 @@ def log_dataset_input(root: str, parts: dict, digest: str) -> None:
     rows = pd.concat(parts.values(), ignore_index=True).drop(columns=["file"], errors="ignore")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(
+        return mlflow.data.from_pandas(
             rows,
             source=LocalArtifactDatasetSource(str(Path(root).resolve())),
             targets="target",
             name=Path(root).name,
             digest=digest,
         )
-        mlflow.log_input(dataset, context="training")
+
+
+def log_dataset_input(root: str, parts: dict, digest: str) -> None:
+    """Log the rows a training run used (train/valid/test) as an MLflow dataset input."""
+    import mlflow
+
+    mlflow.log_input(dataset_of(root, parts, digest), context="training")
 
 
 def dataset_digest_of(root) -> str:

@@ -289,10 +289,11 @@ def train_architecture(
     if scores.degenerate:
         log.warning("%s is no better than chance on valid: registered, never champion (tag degenerate=true)", name)
     mlflow.set_tag("degenerate", str(scores.degenerate).lower())
-    _log_metrics(search, fit, scores)
+    model_info = _log_model(search, fit.model, scores)
+    _log_metrics(search, fit, scores, model_info.model_id)
     _log_plots(name, fit, scores)
     _log_predictions(search.parts["test"], scores)
-    model_uri = _log_model(search, fit.model, scores)
+    model_uri = model_info.model_uri
     run_id = mlflow.active_run().info.run_id
     version, role = registry.register(
         model_uri,
@@ -400,11 +401,14 @@ def evaluate(model: keras.Model, search: Search) -> Scores:
     )
 
 
-def _log_metrics(search: Search, fit: Fit, scores: Scores) -> None:
+def _log_metrics(search: Search, fit: Fit, scores: Scores, model_id: str | None = None) -> None:
+    """The run's evaluation metrics, attached to the logged model (``model_id``) and to the
+    dataset they were measured on, so the model's page shows them."""
     import mlflow
 
     from deepfake_detection import evaluation
 
+    dataset = tracking.dataset_of(search.settings.data, search.parts, search.digest)
     mlflow.log_metrics(
         {
             "threshold": scores.threshold,
@@ -416,7 +420,9 @@ def _log_metrics(search: Search, fit: Fit, scores: Scores) -> None:
             "epochs_run": fit.epochs_run,
             **{f"valid_{k}": v for k, v in scores.valid.items()},
             **{f"test_{k}": v for k, v in scores.test.items()},
-        }
+        },
+        model_id=model_id,
+        dataset=dataset,
     )
     for column in ("generator", "source", "level"):
         groups = evaluation.per_group_roc_auc(search.parts["test"], scores.p_test, column)
@@ -464,8 +470,8 @@ def _log_predictions(rows, scores: Scores) -> None:
     mlflow.log_table(predictions, "predictions/test.json")
 
 
-def _log_model(search: Search, model: keras.Model, scores: Scores) -> str:
-    """Log the self-contained pyfunc detector, calibrated; returns its model URI."""
+def _log_model(search: Search, model: keras.Model, scores: Scores):
+    """Log the self-contained pyfunc detector, calibrated; returns its ``ModelInfo``."""
     from deepfake_detection.architectures import calibrated
     from deepfake_detection.model import DetectorConfig, log_detector
 
@@ -479,7 +485,7 @@ def _log_model(search: Search, model: keras.Model, scores: Scores) -> str:
         temperature=scores.temperature,
     )
     model = calibrated(model, scores.temperature)
-    return log_detector(model, config, example, search.run_dir / "model").model_uri
+    return log_detector(model, config, example, search.run_dir / "model")
 
 
 class _ResumableFit(keras.callbacks.BackupAndRestore):
