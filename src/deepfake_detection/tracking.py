@@ -204,8 +204,7 @@ def dataset_of(root: str, parts: dict, digest: str):
     from mlflow.data.sources import LocalArtifactDatasetSource
 
     rows = pd.concat(parts.values(), ignore_index=True).drop(columns=["file"], errors="ignore")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+    with quiet_schema_hints():
         return mlflow.data.from_pandas(
             rows,
             source=LocalArtifactDatasetSource(str(Path(root).resolve())),
@@ -215,11 +214,21 @@ def dataset_of(root: str, parts: dict, digest: str):
         )
 
 
+@contextlib.contextmanager
+def quiet_schema_hints():
+    """MLflow infers a dataset's schema when it is logged and hints about integer columns
+    (``width``, ``target``) that cannot hold missing values; a manifest never has any."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
 def log_dataset_input(root: str, parts: dict, digest: str) -> None:
     """Log the rows a training run used (train/valid/test) as an MLflow dataset input."""
     import mlflow
 
-    mlflow.log_input(dataset_of(root, parts, digest), context="training")
+    with quiet_schema_hints():
+        mlflow.log_input(dataset_of(root, parts, digest), context="training")
 
 
 def dataset_digest_of(root) -> str:

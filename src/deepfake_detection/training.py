@@ -408,22 +408,20 @@ def _log_metrics(search: Search, fit: Fit, scores: Scores, model_id: str | None 
 
     from deepfake_detection import evaluation
 
+    metrics = {
+        "threshold": scores.threshold,
+        "temperature": scores.temperature,
+        "valid_ece_uncalibrated": evaluation.expected_calibration_error(scores.y_valid, scores.raw_valid),
+        "test_ece_uncalibrated": evaluation.expected_calibration_error(scores.y_test, scores.raw_test),
+        "train_images_per_second": fit.images_per_second,
+        "train_seconds": fit.seconds,
+        "epochs_run": fit.epochs_run,
+        **{f"valid_{k}": v for k, v in scores.valid.items()},
+        **{f"test_{k}": v for k, v in scores.test.items()},
+    }
     dataset = tracking.dataset_of(search.settings.data, search.parts, search.digest)
-    mlflow.log_metrics(
-        {
-            "threshold": scores.threshold,
-            "temperature": scores.temperature,
-            "valid_ece_uncalibrated": evaluation.expected_calibration_error(scores.y_valid, scores.raw_valid),
-            "test_ece_uncalibrated": evaluation.expected_calibration_error(scores.y_test, scores.raw_test),
-            "train_images_per_second": fit.images_per_second,
-            "train_seconds": fit.seconds,
-            "epochs_run": fit.epochs_run,
-            **{f"valid_{k}": v for k, v in scores.valid.items()},
-            **{f"test_{k}": v for k, v in scores.test.items()},
-        },
-        model_id=model_id,
-        dataset=dataset,
-    )
+    with tracking.quiet_schema_hints():  # the dataset's schema is inferred as the metrics are logged
+        mlflow.log_metrics(metrics, model_id=model_id, dataset=dataset)
     for column in ("generator", "source", "level"):
         groups = evaluation.per_group_roc_auc(search.parts["test"], scores.p_test, column)
         if len(groups) > 1 or (column == "source" and groups):
