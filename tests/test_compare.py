@@ -110,13 +110,13 @@ def test_comparison_table_rows_and_metrics_of_two_models():
 
 
 def test_roc_curves_are_sklearns():
-    curves = Comparison((cnn_head_result(_model("a"), Y, NOISY, 0.5, 4), *_records("a")[1:])).roc_curves()
-    assert list(curves) == ["a CNN head", "a PCA+SVM", "a PCA+SVM (Nystroem)"]
+    panels = Comparison((cnn_head_result(_model("a"), Y, NOISY, 0.5, 4), *_records("a")[1:])).roc_panels()
+    assert {c: list(m) for c, m in panels.items()} == {"CNN head": ["a"], "PCA+SVM": ["a"], "PCA+SVM (Nystroem)": ["a"]}
     fpr, tpr, _ = skm.roc_curve(Y, NOISY)
-    np.testing.assert_array_equal(curves["a CNN head"].fpr, fpr)
-    np.testing.assert_array_equal(curves["a CNN head"].tpr, tpr)
-    assert curves["a CNN head"].auc == skm.roc_auc_score(Y, NOISY)
-    assert curves["a PCA+SVM"].auc == 0.0
+    np.testing.assert_array_equal(panels["CNN head"]["a"].fpr, fpr)
+    np.testing.assert_array_equal(panels["CNN head"]["a"].tpr, tpr)
+    assert panels["CNN head"]["a"].auc == skm.roc_auc_score(Y, NOISY)
+    assert panels["PCA+SVM"]["a"].auc == 0.0
     precision, recall, _ = skm.precision_recall_curve(Y, NOISY)
     pr = evaluation.pr_points(Y, NOISY)
     np.testing.assert_array_equal(pr.precision, precision)

@@ -239,9 +239,6 @@ class Comparison:
             rows, columns=["a", "b", "roc_auc_difference", "ci_low", "ci_high", "significant", "verdict"]
         )
 
-    def roc_curves(self) -> dict[str, evaluation.RocCurve]:
-        return {r.name: evaluation.roc_points(r.y_test, r.scores) for r in self.records}
-
     def roc_panels(self) -> dict[str, dict[str, evaluation.RocCurve]]:
         """Classifier title → model → its test ROC curve, classifiers in the table's order."""
         panels: dict[str, dict[str, evaluation.RocCurve]] = {}
