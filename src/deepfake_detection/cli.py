@@ -245,11 +245,9 @@ def _train_options(
     return function
 
 
-def _with_interval(metrics: dict, name: str) -> str:
-    return f"{metrics[name]:.3f} [{metrics[name + '_ci_low']:.3f}, {metrics[name + '_ci_high']:.3f}]"
-
-
 def _print_results(results) -> None:
+    from deepfake_detection.evaluation import with_interval
+
     click.echo("fake = positive class; test metrics with their 95 % bootstrap interval; champion chosen on valid")
     click.echo(
         f"{'architecture':<13} {'version':>7}  {'role':<10} {'valid AUC':>9}  {'test ROC-AUC [95 % CI]':<22}  "
@@ -258,7 +256,7 @@ def _print_results(results) -> None:
     for r in results:
         click.echo(
             f"{r.architecture:<13} {r.version:>7}  {r.role:<10} {r.valid['roc_auc']:>9.3f}  "
-            f"{_with_interval(r.test, 'roc_auc'):<22}  {_with_interval(r.test, 'accuracy'):<23}  "
+            f"{with_interval(r.test, 'roc_auc'):<22}  {with_interval(r.test, 'accuracy'):<23}  "
             f"{r.test['ece']:>5.3f}  {r.train_images_per_second:>7.1f}"
         )
         if r.degenerate:

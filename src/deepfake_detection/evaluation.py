@@ -254,6 +254,11 @@ def _resampled_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[s
     }
 
 
+def with_interval(metrics: dict, name: str) -> str:
+    """``metrics[name]`` and its 95 % interval as text: ``0.982 [0.972, 0.990]``."""
+    return f"{metrics[name]:.3f} [{metrics[name + '_ci_low']:.3f}, {metrics[name + '_ci_high']:.3f}]"
+
+
 def metrics_with_intervals(y_true, p_fake, threshold: float, *, seed: int = 0) -> dict[str, float]:
     """:func:`binary_metrics` plus ``<metric>_ci_low`` / ``<metric>_ci_high`` (95 %) for each of
     :data:`INTERVAL_METRICS`."""

@@ -515,22 +515,21 @@ def log_summary(results: list[ArchitectureResult]) -> ArchitectureResult | None:
     ``best_architecture``; a table of every architecture below it. Returns the best."""
     import mlflow
 
+    from deepfake_detection.evaluation import with_interval
+
     candidates = [r for r in results if not r.degenerate]
     if not candidates:
         return None
     best = max(candidates, key=lambda r: r.valid["roc_auc"])
 
-    def interval(r: ArchitectureResult) -> str:
-        return f"{r.test['roc_auc']:.3f} [{r.test['roc_auc_ci_low']:.3f}, {r.test['roc_auc_ci_high']:.3f}]"
-
     rows = "\n".join(
-        f"| {r.architecture} | {r.version} | {r.role} | {r.valid['roc_auc']:.3f} | {interval(r)} |"
+        f"| {r.architecture} | {r.version} | {r.role} | {r.valid['roc_auc']:.3f} | {with_interval(r.test, 'roc_auc')} |"
         for r in sorted(results, key=lambda r: -r.valid["roc_auc"])
     )
     mlflow.set_tag(
         "mlflow.note.content",
         f"**Best: {best.architecture}** (chosen on valid ROC-AUC {best.valid['roc_auc']:.3f}), "
-        f"test ROC-AUC {interval(best)} (95 % bootstrap interval; positive class: fake). "
+        f"test ROC-AUC {with_interval(best.test, 'roc_auc')} (95 % bootstrap interval; positive class: fake). "
         f"Registered as `models:/deepfake-{best.architecture}/{best.version}`.\n\n"
         "| architecture | version | role | valid ROC-AUC | test ROC-AUC [95 % CI] |\n|---|---|---|---|---|\n" + rows,
     )
