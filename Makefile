@@ -7,6 +7,7 @@ BIN := $(abspath $(VENV))/bin
 # Set MLFLOW_TRACKING_URI in your shell to use a tracking server instead.
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export MLFLOW_EXPERIMENT_NAME ?= deepfake-detection
+UI_PORT ?= 5000
 
 .PHONY: install run test lint ui clean
 install: $(VENV)/.installed
@@ -22,14 +23,16 @@ run: install
 
 test: install
 	bash .ci/ensure-postgres  # the tests marked `server` start a private PostgreSQL
+	bash .ci/ensure-chromium  # the test marked `browser` drives the MLflow UI in headless Chromium
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
+# Prints links that open the leaderboard (architecture runs by test ROC-AUC), then starts `mlflow ui`.
 ui: install
-	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)
+	$(BIN)/deepfake-detection ui --port $(UI_PORT)
 
 clean:
 	rm -rf $(VENV) data mlflow.db

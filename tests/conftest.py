@@ -37,7 +37,7 @@ def isolated_tracking(tmp_path, monkeypatch):
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def mlflow_run(entry_point: str, parameters: dict, **kwargs) -> subprocess.CompletedProcess:
+def mlflow_run(entry_point: str, parameters: dict, env_manager: str = "local", **kwargs) -> subprocess.CompletedProcess:
     """``mlflow run <project> -e ENTRY --env-manager local -P k=v …`` against the test's tracking
     store, in the experiment ``deepfake-detection``; ``kwargs`` go to ``subprocess.run``."""
     env = {
@@ -45,7 +45,7 @@ def mlflow_run(entry_point: str, parameters: dict, **kwargs) -> subprocess.Compl
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "MLFLOW_EXPERIMENT_NAME": "deepfake-detection",
     }
-    command = [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", entry_point, "--env-manager", "local"]
+    command = [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", entry_point, "--env-manager", env_manager]
     for name, value in parameters.items():
         command += ["-P", f"{name}={value}"]
     return subprocess.run(command, env=env, **{"timeout": 900, **kwargs})

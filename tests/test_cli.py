@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -24,7 +25,8 @@ def _invoke(*args):
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["prepare"], ["train"], ["promote"], ["compare"], ["main"], ["predict"], ["explain"], ["serve"]]
+    "command",
+    [[], ["prepare"], ["train"], ["promote"], ["compare"], ["main"], ["predict"], ["explain"], ["serve"], ["ui"]],
 )
 def test_help(command):
     result = _invoke(*command, "--help")
@@ -156,6 +158,38 @@ def test_mlflow_run_prepare_entry_point(tmp_path):
     assert run.data.tags["mlflow.project.entryPoint"] == "prepare"
     assert run.data.metrics["images_total"] == 12
     assert run.inputs.dataset_inputs
+
+
+@pytest.mark.slow
+def test_mlflow_run_in_a_uv_environment_built_from_conda_yaml(tmp_path):
+    """The route for users without conda: `mlflow run . --env-manager uv` builds an isolated
+    environment from conda.yaml with uv (from PyPI; cached after the first time) and runs in it."""
+    parameters = {"output": tmp_path / "data", "image_size": 16, "num_images": 6, "generator_steps": 2}
+    result = mlflow_run("prepare", parameters, env_manager="uv", capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # It ran inside the environment MLflow made (or reused) with uv, not this virtual environment.
+    assert re.search(r"Running command 'source \S+/mlflow-\w+/bin/activate && ", result.stderr), result.stderr[-3000:]
+    client = mlflow.MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.metrics["images_total"] == 12
+    assert (tmp_path / "data" / "manifest.csv").is_file()
+
+
+def test_ui_links_open_the_published_views(monkeypatch):
+    missing = _invoke("ui", "--links-only", "true")
+    assert missing.exit_code == 1 and "no experiment 'deepfake-detection'" in missing.output
+    experiment_id = mlflow.create_experiment("deepfake-detection")
+    result = _invoke("ui", "--links-only", "true", "--port", "5123")
+    assert result.exit_code == 0, result.output
+    for key in ("leaderboard", "comparison"):
+        link = f"http://127.0.0.1:5123/#/experiments/{experiment_id}/runs?viewStateShareKey={key}"
+        assert link in result.output
+    tags = mlflow.MlflowClient().get_experiment(experiment_id).tags
+    assert {"mlflow.sharedViewState.leaderboard", "mlflow.sharedViewState.comparison"} <= set(tags)
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    mlflow.MlflowClient().set_experiment_tag(experiment_id, "mlflow.experimentKind", "genai_development")
+    assert _invoke("ui", "--links-only", "true").exit_code == 0  # a kind someone chose is left alone
+    assert mlflow.MlflowClient().get_experiment(experiment_id).tags["mlflow.experimentKind"] == "genai_development"
 
 
 def test_main_builds_the_benchmark_once_and_nests_its_runs(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -297,7 +298,14 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
     assert children["compare-custom_c-pca_svm"].data.metrics["kmeans_ari"] == pytest.approx(aris["custom_c"])
     assert not [k for k in run.data.metrics if k.startswith(("custom_a_", "custom_c_"))]  # no wide keys left
     assert "comparison.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest == run.data.tags["dataset_digest"]
+    # The dataset is an input of compare and of each classifier run, in the evaluation context.
+    for logged in (run, *children.values()):
+        (used,) = logged.inputs.dataset_inputs
+        assert used.dataset.digest == run.data.tags["dataset_digest"]
+        assert {t.key: t.value for t in used.tags}["mlflow.data.context"] == "evaluation"
+    view = json.loads(client.get_experiment(experiment.experiment_id).tags["mlflow.sharedViewState.comparison"])
+    ranked = client.search_runs([experiment.experiment_id], view["searchFilter"], order_by=["metrics.roc_auc DESC"])
+    assert {r.info.run_id for r in ranked} == {c.info.run_id for c in children.values()}
     report = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="report"))
     csv = pd.read_csv(report / "comparison.csv")
     assert len(csv) == 6 and "fake" in (report / "comparison.md").read_text()

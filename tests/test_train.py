@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -94,12 +95,31 @@ def test_train_tracks_registers_promotes_and_reloads(bench_dataset, tmp_path):
     assert not [k for k in metrics if k.startswith(("val_", "validation_"))]
     assert not [k for k in child.data.params if k.startswith("optimizer_")]
     assert {"train_epoch_loss", "train_epoch_auc", "valid_epoch_loss"} <= set(metrics)
-    plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
+    # Plots at the artifact root, the only files MLflow's compare-runs page lists.
+    plots = {a.path for a in client.list_artifacts(child.info.run_id) if a.path.endswith(".png")}
     names = ("roc", "precision_recall", "confusion_matrix", "training_curves", "reliability")
-    assert plots == {f"plots/{n}.png" for n in names}
-    local = mlflow.artifacts.download_artifacts(run_id=child.info.run_id, artifact_path="plots")
-    for png in Path(local).glob("*.png"):
+    assert plots == {f"{n}.png" for n in names}
+    for name in plots:
+        png = Path(mlflow.artifacts.download_artifacts(run_id=child.info.run_id, artifact_path=name))
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    # The train run: one summary, no per-architecture copies of the test metrics.
+    assert set(parent.data.metrics) == {
+        "best_valid_roc_auc",
+        *(f"best_test_roc_auc{s}" for s in ("", "_ci_low", "_ci_high")),
+    }
+    assert parent.data.tags["best_architecture"] == "custom_a"
+    # The experiment carries the leaderboard view that `deepfake-detection ui` links to.
+    tags = client.get_experiment(experiment.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    board = json.loads(tags["mlflow.sharedViewState.leaderboard"])
+    assert (
+        board["searchFilter"] == "tags.step = 'train-architecture'" and board["orderByKey"] == "metrics.`test_roc_auc`"
+    )
+    ranked = client.search_runs(
+        [experiment.experiment_id], board["searchFilter"], order_by=["metrics.test_roc_auc DESC"]
+    )
+    assert [r.info.run_id for r in ranked] == [child.info.run_id]
+    assert {c.split("`")[1] for c in board["selectedColumns"] if c.startswith("metrics.")} <= set(metrics)
 
     # Registry: version 1 is champion and in Production.
     name = "deepfake-custom_a"
@@ -114,6 +134,7 @@ def test_train_tracks_registers_promotes_and_reloads(bench_dataset, tmp_path):
         filter_string=f"source_run_id = '{child.info.run_id}'",
         output_format="list",
     )
+    assert logged.name == "custom_a"  # runs:/<run_id>/custom_a
     on_model = {m.key: m for m in logged.metrics}
     assert on_model["test_roc_auc"].value == pytest.approx(first.test["roc_auc"])
     assert on_model["test_roc_auc"].dataset_digest == child.data.tags["dataset_digest"]

@@ -406,7 +406,7 @@ def _print_table(table) -> None:
 
 
 _MODEL_HELP = (
-    "models:/<name>@<alias>, models:/<name>/<stage or version>, runs:/<run_id>/model, "
+    "models:/<name>@<alias>, models:/<name>/<stage or version>, runs:/<run_id>/<architecture>, "
     "a local model folder, or an architecture name (its registered model at --alias)."
 )
 
@@ -473,6 +473,43 @@ def serve(model: str, alias: str, host: str, port: int, max_request_mb: float) -
 
     tracking.configure()
     run_server(model_uri(model, alias), host, port, int(max_request_mb * 2**20))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", help="Address for the UI to bind; 0.0.0.0 exposes it to the network.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, help="Port for the UI.")
+@click.option("--experiment", default="deepfake-detection", help="Experiment whose views to link.")
+@click.option(
+    "--links-only", type=bool, default=False, help="Print the links and exit instead of starting `mlflow ui`."
+)
+def ui(host: str, port: int, experiment: str, links_only: bool) -> None:
+    """Print links to the leaderboard views, then start the MLflow UI on the tracking store.
+
+    Against a tracking server (MLFLOW_TRACKING_URI=http…) the links point at that server's UI
+    and nothing is started."""
+    import os
+    import sys
+
+    import mlflow
+
+    from deepfake_detection import tracking, views
+
+    uri = tracking.configure()
+    remote = uri.startswith(("http://", "https://"))
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        raise click.ClickException(f"no experiment {experiment!r} in {uri}: run `make run` (or train) first")
+    views.publish(found.experiment_id)  # also for experiments trained before the views existed
+    base = uri if remote else f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    click.echo(f"MLflow UI for {uri}, experiment {experiment!r} (positive class: fake):")
+    for view, link in views.links(base, found.experiment_id):
+        click.echo(f"  {view.title}:\n    {link}")
+    click.echo(f"  registered models:\n    {base}/#/models")
+    if links_only or remote:
+        return
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    click.echo(" ".join(command[2:]), err=True)
+    os.execv(sys.executable, command)
 
 
 MAIN = dict(num_images=2000, budget_minutes=9.0, epochs=8, max_trials=0)

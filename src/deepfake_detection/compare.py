@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepfake_detection import analysis, evaluation, registry, tracking
+from deepfake_detection import analysis, evaluation, registry, tracking, views
 from deepfake_detection.config import CompareSettings
 from deepfake_detection.errors import MissingModelError
 
@@ -343,8 +343,9 @@ def _figures(comparison: Comparison) -> dict:
     return figures
 
 
-def write_and_log(comparison: Comparison, differences: pd.DataFrame, report: Path) -> None:
-    """Write the report files under ``report`` and log them, the metrics, embeddings and plots to the active run."""
+def write_and_log(comparison: Comparison, differences: pd.DataFrame, report: Path, dataset=None) -> None:
+    """Write the report files under ``report`` and log them, the metrics, embeddings and plots to
+    the active run; one child run per model and classifier, with ``dataset`` as its input."""
     import matplotlib.pyplot as plt
     import mlflow
 
@@ -359,6 +360,9 @@ def write_and_log(comparison: Comparison, differences: pd.DataFrame, report: Pat
         with tracking.run(name, tags=tags):
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
+            if dataset is not None:
+                with tracking.quiet_schema_hints():
+                    mlflow.log_input(dataset, context="evaluation")
     table = comparison.table()
     mlflow.log_table(table.assign(version=table["version"].astype(str)), "comparison.json")
     report.mkdir(parents=True, exist_ok=True)
@@ -406,10 +410,11 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
     tags = {f"model.{m.label}": f"{m.name}/{m.version}" for m in models}
     with tracking.run("compare", tags={**tags, "step": "compare", "dataset_digest": digest, "positive_class": "fake"}):
         mlflow.log_params({f"compare.{k}": v for k, v in asdict(settings).items()})
-        tracking.log_dataset_input(settings.data, parts, digest)
+        dataset = tracking.log_dataset_input(settings.data, parts, digest, context="evaluation")
         comparison = compute_comparison(settings, parts, models, digest)
         differences = comparison.differences(seed=settings.seed)
-        write_and_log(comparison, differences, Path(settings.work_dir) / "report")
+        write_and_log(comparison, differences, Path(settings.work_dir) / "report", dataset)
+        views.publish(mlflow.active_run().info.experiment_id)
     table = comparison.table()
     table.attrs["differences"] = differences
     return table

@@ -58,7 +58,7 @@ def model_uri(spec: str, alias: str = "champion") -> str:
         return spec
     raise MissingModelError(
         f"{spec!r} is not a model this tool can load: give models:/<name>@<alias>, "
-        "models:/<name>/<stage or version>, runs:/<run_id>/model, a local MLflow model folder, "
+        "models:/<name>/<stage or version>, runs:/<run_id>/<architecture>, a local MLflow model folder, "
         f"or an architecture name ({', '.join(ARCHITECTURES)})"
     )
 

@@ -223,12 +223,15 @@ def quiet_schema_hints():
         yield
 
 
-def log_dataset_input(root: str, parts: dict, digest: str) -> None:
-    """Log the rows a training run used (train/valid/test) as an MLflow dataset input."""
+def log_dataset_input(root: str, parts: dict, digest: str, context: str = "training"):
+    """Log the rows a run used (train/valid/test) as an MLflow dataset input, ``context``
+    ``training`` or ``evaluation``; returns the dataset, to attach metrics to it."""
     import mlflow
 
+    dataset = dataset_of(root, parts, digest)
     with quiet_schema_hints():
-        mlflow.log_input(dataset_of(root, parts, digest), context="training")
+        mlflow.log_input(dataset, context=context)
+    return dataset
 
 
 def dataset_digest_of(root) -> str:

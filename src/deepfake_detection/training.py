@@ -21,7 +21,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from deepfake_detection import registry, tracking
+from deepfake_detection import registry, tracking, views
 from deepfake_detection.architectures import Architecture
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.errors import SettingsError
@@ -272,9 +272,10 @@ class Scores:
 
 
 def train_architecture(
-    name: str, settings: TrainSettings, parts: dict, digest: str, epochs: int | None = None
+    name: str, settings: TrainSettings, parts: dict, digest: str, epochs: int | None = None, dataset=None
 ) -> ArchitectureResult:
-    """Train, evaluate, log and register one architecture inside the active (child) run.
+    """Train, evaluate, log and register one architecture inside the active (child) run;
+    ``dataset`` (the MLflow dataset of ``parts``, built when not given) gets its metrics.
 
     As the chief of a distributed search (``KERASTUNER_TUNER_ID=chief``) the search step
     serves the oracle to the workers, who run the trials, and returns when they are done.
@@ -290,7 +291,9 @@ def train_architecture(
         log.warning("%s is no better than chance on valid: registered, never champion (tag degenerate=true)", name)
     mlflow.set_tag("degenerate", str(scores.degenerate).lower())
     model_info = _log_model(search, fit.model, scores)
-    _log_metrics(search, fit, scores, model_info.model_id)
+    if dataset is None:
+        dataset = tracking.dataset_of(settings.data, parts, digest)
+    _log_metrics(search, fit, scores, model_info.model_id, dataset)
     _log_plots(name, fit, scores)
     _log_predictions(search.parts["test"], scores)
     model_uri = model_info.model_uri
@@ -401,9 +404,9 @@ def evaluate(model: keras.Model, search: Search) -> Scores:
     )
 
 
-def _log_metrics(search: Search, fit: Fit, scores: Scores, model_id: str | None = None) -> None:
+def _log_metrics(search: Search, fit: Fit, scores: Scores, model_id: str, dataset) -> None:
     """The run's evaluation metrics, attached to the logged model (``model_id``) and to the
-    dataset they were measured on, so the model's page shows them."""
+    ``dataset`` they were measured on, so the model's page shows them."""
     import mlflow
 
     from deepfake_detection import evaluation
@@ -419,7 +422,6 @@ def _log_metrics(search: Search, fit: Fit, scores: Scores, model_id: str | None 
         **{f"valid_{k}": v for k, v in scores.valid.items()},
         **{f"test_{k}": v for k, v in scores.test.items()},
     }
-    dataset = tracking.dataset_of(search.settings.data, search.parts, search.digest)
     with tracking.quiet_schema_hints():  # the dataset's schema is inferred as the metrics are logged
         mlflow.log_metrics(metrics, model_id=model_id, dataset=dataset)
     for column in ("generator", "source", "level"):
@@ -432,12 +434,14 @@ def _log_figure(figure, name: str) -> None:
     import matplotlib.pyplot as plt
     import mlflow
 
-    mlflow.log_figure(figure, f"plots/{name}")
+    mlflow.log_figure(figure, name)
     plt.close(figure)
 
 
 def _log_plots(name: str, fit: Fit, scores: Scores) -> None:
-    """ROC (test and valid), precision-recall, confusion matrix and training curves under plots/."""
+    """ROC (test and valid), precision-recall, confusion matrix, training curves and reliability
+    at the run's artifact root: the only place MLflow's compare-runs page lists files from, so
+    the architecture runs' ROC curves and confusion matrices show there side by side."""
     from deepfake_detection import evaluation, plots
 
     roc = {
@@ -483,7 +487,7 @@ def _log_model(search: Search, model: keras.Model, scores: Scores):
         temperature=scores.temperature,
     )
     model = calibrated(model, scores.temperature)
-    return log_detector(model, config, example, search.run_dir / "model")
+    return log_detector(model, config, example, search.run_dir / "model", name=search.name)
 
 
 class _ResumableFit(keras.callbacks.BackupAndRestore):
@@ -585,8 +589,8 @@ def run_training(
             child_tags = {**common_tags, "step": "train-architecture", "architecture": name}
             with tracking.run(f"train-{name}", tags=child_tags):
                 mlflow.log_params({k: v for k, v in asdict(settings).items() if k != "arch"} | {"architecture": name})
-                tracking.log_dataset_input(settings.data, parts, digest)
-                results.append(train_architecture(name, settings, parts, digest, plan[name]))
-        mlflow.log_metrics({f"{r.architecture}_test_roc_auc": r.test["roc_auc"] for r in results})
+                dataset = tracking.log_dataset_input(settings.data, parts, digest)
+                results.append(train_architecture(name, settings, parts, digest, plan[name], dataset))
         log_summary(results)
+        views.publish(mlflow.active_run().info.experiment_id)
     return results
