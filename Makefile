@@ -24,6 +24,7 @@ run: install
 test: install
 	bash .ci/ensure-postgres  # the tests marked `server` start a private PostgreSQL
 	bash .ci/ensure-chromium  # the test marked `browser` drives the MLflow UI in headless Chromium
+	bash .ci/ensure-java  # the tests marked `spark` start a local Spark (JVM)
 	$(BIN)/python -m pytest
 
 lint: install

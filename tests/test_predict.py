@@ -204,27 +204,38 @@ def test_mlflow_models_serve_agrees_with_predict_and_refuses_bad_requests(traine
 
 
 def test_serve_command_binds_locally_and_answers_413_before_reading(trained, images):
-    files = sorted(p for p in images.rglob("bench_*"))[:2]
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = sorted(p for p in images.rglob("bench_*"))
     port = free_port()
     command = [
-        sys.executable,
-        "-m",
-        "deepfake_detection",
-        "serve",
-        "--model",
-        "custom_c",
-        "--port",
-        str(port),
-        "--max-request-mb",
-        "0.05",
+        *(sys.executable, "-m", "deepfake_detection", "serve", "--model", "custom_c", "--port", str(port)),
+        *("--max-request-mb", "0.05", "--workers", "2"),
     ]
     server = _start(command, port, dict(os.environ))
     try:
         url = f"http://127.0.0.1:{port}/invocations"
-        answer = requests.post(url, json=_payload(files), timeout=60)
-        assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
-        answer = requests.post(url, data=b"x" * 200_000, headers={"Content-Type": "application/json"}, timeout=60)
-        assert answer.status_code == 413 and "over the limit" in answer.text
+        expected = requests.post(url, json=_payload(files), timeout=60).json()["predictions"]
+        assert len(expected) == len(files) == 6
+
+        def post(index: int):
+            if index == 5:  # an over-limit request among the others: refused alone, before its body is read
+                return requests.post(url, data=b"x" * 200_000, headers={"Content-Type": "application/json"}, timeout=60)
+            subset = [files[(index + k) % len(files)] for k in range(3)]
+            return requests.post(url, json=_payload(subset), timeout=120), subset
+
+        with ThreadPoolExecutor(8) as pool:  # 16 requests, 8 at a time, on 2 worker processes
+            answers = list(pool.map(post, range(16)))
+        refused = answers.pop(5)
+        assert refused.status_code == 413 and "over the limit" in refused.text
+        by_name = {f.name: row for f, row in zip(files, expected)}
+        for answer, subset in answers:
+            assert answer.status_code == 200, answer.text
+            rows = answer.json()["predictions"]
+            assert len(rows) == 3
+            for file, row in zip(subset, rows):
+                assert row["label"] == by_name[file.name]["label"]
+                assert row["p_fake"] == pytest.approx(by_name[file.name]["p_fake"], abs=1e-5)
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
     finally:
         _stop(server)
@@ -340,3 +351,66 @@ def test_gradcam_refuses_a_model_without_feature_maps():
     model = get_architecture("spectrum", 32).build(kt.HyperParameters())
     with pytest.raises(explain.ExplainError, match="no convolutional layer"):
         explain.gradcam_model(model)
+
+
+def test_short_batches_are_padded_to_a_few_shapes(trained):
+    """Whatever batch sizes callers send (Spark's Arrow batches, REST requests), the network
+    sees at most log2(batch) + 1 input shapes, so it is traced a few times, not per call."""
+    from deepfake_detection.model import load_detector, padded_rows
+
+    detector = load_detector(CHAMPION)
+    seen = []
+    original = detector.keras_model.predict_on_batch
+
+    def record(x):
+        seen.append(int(x.shape[0]))
+        return original(x)
+
+    images = [jpeg_bytes(i, size=(32, 32)) for i in range(100)]
+    detector.keras_model.predict_on_batch = record
+    try:
+        whole = detector.predict_encoded(images, batch_size=64)
+        parts = np.concatenate(
+            [detector.predict_encoded(images[i : i + n], 64) for i, n in ((0, 3), (3, 50), (53, 47))]
+        )
+    finally:
+        del detector.keras_model.predict_on_batch
+    np.testing.assert_allclose(parts, whole, atol=1e-6)  # padding changes no score
+    assert set(seen) <= {1, 2, 4, 8, 16, 32, 64} and len(set(seen)) <= 4
+    assert [padded_rows(n, 64) for n in (1, 3, 33, 64, 65)] == [1, 4, 64, 64, 64]
+
+
+@pytest.mark.spark
+def test_spark_engine_scores_as_the_local_engine(trained, images, tmp_path):
+    """predict --engine spark (Spark's binaryFile + mlflow.pyfunc.spark_udf) gives the local
+    engine's p_fake per file and the same error rows; Parquet through `mlflow run -e predict`,
+    CSV from a session this test starts on 127.0.0.1 and stops."""
+    from pyspark.sql import SparkSession
+
+    from deepfake_detection.spark_scoring import run_predict_spark, session
+
+    local = read_predictions(run_predict(str(images), "custom_c", tmp_path / "local.csv", progress=False).output)
+    parameters = {"input": images, "model": "custom_c", "output": tmp_path / "out.parquet", "engine": "spark"}
+    result = mlflow_run("predict", parameters, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "8 images scored" in result.stdout
+    parquet = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(parquet.columns) == list(COLUMNS)
+
+    spark = session("local[2]", batch_rows=16)
+    try:
+        assert spark.conf.get("spark.driver.host") == "127.0.0.1"
+        summary = run_predict_spark(str(images), "custom_c", tmp_path / "spark.csv", batch_size=4, spark=spark)
+    finally:
+        spark.stop()
+    assert SparkSession.getActiveSession() is None
+    csv = read_predictions(summary.output)
+    assert summary.images == 8 and summary.errors == 2
+    for table in (parquet, csv):
+        merged = local.merge(table, on="path", suffixes=("_local", "_spark"), validate="one_to_one")
+        assert len(merged) == len(local) == 8
+        np.testing.assert_allclose(merged["p_fake_spark"], merged["p_fake_local"], atol=1e-5)
+        assert (merged["label_spark"] == merged["label_local"]).all()
+        assert (merged["error_spark"].fillna("") == merged["error_local"]).all()
+        assert (merged["threshold_spark"] == merged["threshold_local"]).all()
+    assert not list(tmp_path.glob(".*partial*"))

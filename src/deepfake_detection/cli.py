@@ -415,13 +415,31 @@ _MODEL_HELP = (
 @click.option("--input", "input_spec", required=True, help="An image file, a folder (recursive) or a glob pattern.")
 @click.option("--model", required=True, help=_MODEL_HELP)
 @click.option("--alias", default="champion", help="Alias used when --model is an architecture name.")
-@click.option("--output", default="outputs/predictions.csv", help="CSV to write.")
+@click.option(
+    "--output",
+    default="outputs/predictions.csv",
+    help="CSV to write (spark engine: a Parquet folder unless it ends in .csv).",
+)
 @click.option("--batch-size", type=click.IntRange(1), default=64, help="Images per forward pass.")
-def predict(input_spec: str, model: str, alias: str, output: str, batch_size: int) -> None:
-    """Score images: CSV of path, p_fake, label (fake/real), threshold, model_uri, error."""
-    from deepfake_detection.inference import run_predict
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    help="local: this process; spark: Spark's binaryFile source + mlflow.pyfunc.spark_udf (pip install -e '.[spark]').",
+)
+@click.option(
+    "--spark-master", default="", help="Spark master for --engine spark (default: SPARK_MASTER, else local[*])."
+)
+def predict(input_spec: str, model: str, alias: str, output: str, batch_size: int, engine: str, spark_master: str):
+    """Score images: path, p_fake, label (fake/real), threshold, model_uri, error."""
+    if engine == "spark":
+        from deepfake_detection.spark_scoring import run_predict_spark
 
-    s = run_predict(input_spec, model, output, batch_size=batch_size, alias=alias)
+        s = run_predict_spark(input_spec, model, output, batch_size, alias, master=spark_master or None)
+    else:
+        from deepfake_detection.inference import run_predict
+
+        s = run_predict(input_spec, model, output, batch_size=batch_size, alias=alias)
     click.echo(f"{s.images} images scored with {s.model_uri} (threshold {s.threshold:.3f}; fake = positive class)")
     click.echo(f"  fake {s.fake}   real {s.real}   unreadable {s.errors}   {s.images_per_second:.1f} images/s")
     click.echo(f"  written to {s.output}")
@@ -465,14 +483,17 @@ def explain(input_spec: str, model: str, alias: str, output: str, target: str, l
     default=64.0,
     help="Largest total of image bytes per request (HTTP 400 over it; 413 before reading a body over 1.5x it).",
 )
-def serve(model: str, alias: str, host: str, port: int, max_request_mb: float) -> None:
+@click.option(
+    "--workers", type=click.IntRange(1), default=1, help="Server processes, each with its own copy of the model."
+)
+def serve(model: str, alias: str, host: str, port: int, max_request_mb: float, workers: int) -> None:
     """REST scoring server (same API as `mlflow models serve`): POST /invocations → p_fake, label."""
     from deepfake_detection import tracking
     from deepfake_detection.inference import model_uri
     from deepfake_detection.serving import serve as run_server
 
     tracking.configure()
-    run_server(model_uri(model, alias), host, port, int(max_request_mb * 2**20))
+    run_server(model_uri(model, alias), host, port, int(max_request_mb * 2**20), workers)
 
 
 @main.command()

@@ -92,15 +92,29 @@ def _read(path: Path) -> tuple[bytes | None, str]:
 
 
 def predict_files(detector, files: list[Path], uri: str, batch_size: int = 64, progress: bool = True):
-    """Yield one DataFrame of ``COLUMNS`` per chunk of files, in order."""
+    """Yield one DataFrame of ``COLUMNS`` per chunk of files, in order. The next chunk is read
+    and checked in a background thread while the model scores this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
     chunk = max(batch_size * 16, 1024)  # files read, checked and scored together; bounds memory
-    with tqdm(total=len(files), unit="img", desc="predict", disable=not progress) as bar:
-        for start in range(0, len(files), chunk):
-            part = files[start : start + chunk]
-            blobs, errors = zip(*(_read(p) for p in part))
-            scored = detector.predict_blobs(list(blobs), list(errors), batch_size=batch_size)
+    parts = [files[start : start + chunk] for start in range(0, len(files), chunk)]
+
+    def load(part: list[Path]):
+        blobs, errors = zip(*(_read(p) for p in part))
+        return detector.check_blobs(list(blobs), list(errors))
+
+    with (
+        tqdm(total=len(files), unit="img", desc="predict", disable=not progress) as bar,
+        ThreadPoolExecutor(1) as reader,
+    ):
+        ahead = reader.submit(load, parts[0]) if parts else None
+        for number, part in enumerate(parts):
+            usable, errors = ahead.result()
+            if number + 1 < len(parts):
+                ahead = reader.submit(load, parts[number + 1])
+            scored = detector.score_checked(usable, errors, batch_size=batch_size)
             scored.insert(0, "path", [str(p) for p in part])
             scored.insert(3, "threshold", detector.config.threshold)
             scored.insert(4, "model_uri", uri)

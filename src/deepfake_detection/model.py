@@ -110,6 +110,18 @@ def _read_input(model_input: pd.DataFrame) -> tuple[list[bytes | None], list[str
     return blobs, errors
 
 
+_LOADED: dict[tuple, object] = {}  # Keras models by (file, size, mtime), for this process
+_LOADED_MAX = 4
+
+
+def padded_rows(rows: int, batch_size: int) -> int:
+    """The batch a short batch is padded to: the next power of two, at most ``batch_size``. The
+    network then sees at most log2(batch_size) + 1 input shapes per process (each traced once)
+    whatever sizes the callers send (Spark's Arrow batches, REST requests), and wastes less
+    than half of any batch."""
+    return min(batch_size, 1 << max(rows - 1, 0).bit_length())
+
+
 class DeepfakeDetector(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper; ``.keras_model`` and ``.config`` are available after loading."""
 
@@ -122,8 +134,14 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         from deepfake_detection import architectures  # noqa: F401  registers custom layers
 
         self.config = DetectorConfig(**json.loads(Path(config_path).read_text()))
-        # safe_mode refuses to deserialise Python lambdas (arbitrary code) from the file.
-        self.keras_model = keras.saving.load_model(keras_path, compile=False, safe_mode=True)
+        stat = Path(keras_path).stat()
+        key = (str(Path(keras_path).resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _LOADED:  # once per process: Spark's local mode loads the pyfunc per partition
+            while len(_LOADED) >= _LOADED_MAX:
+                _LOADED.pop(next(iter(_LOADED)))
+            # safe_mode refuses to deserialise Python lambdas (arbitrary code) from the file.
+            _LOADED[key] = keras.saving.load_model(keras_path, compile=False, safe_mode=True)
+        self.keras_model = _LOADED[key]
 
     def predict_encoded(self, blobs: list[bytes], batch_size: int = 64) -> np.ndarray:
         """p_fake for checked encoded images: decoded by the training pipeline's ops in a tf.data
@@ -139,16 +157,19 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
             .batch(batch_size)
             .prefetch(tf.data.AUTOTUNE)
         )
-        return np.concatenate([self.keras_model.predict_on_batch(x) for x in dataset]).reshape(-1).astype(np.float64)
+        scores = []
+        for x in dataset:
+            rows = int(x.shape[0])
+            padded = padded_rows(rows, batch_size)
+            if padded > rows:  # a last batch of any size is traced as one of a few shapes, not its own
+                x = tf.concat([x, tf.zeros([padded - rows, *x.shape[1:]], x.dtype)], axis=0)
+            scores.append(np.asarray(self.keras_model.predict_on_batch(x)).reshape(-1)[:rows])
+        return np.concatenate(scores).astype(np.float64)
 
-    def predict_blobs(
-        self,
-        blobs: list[bytes | None],
-        errors: list[str] | None = None,
-        batch_size: int = 64,
-        workers: int | None = None,
-    ) -> pd.DataFrame:
-        """Score encoded images; a row that cannot be decoded gets ``p_fake`` NaN, no label and its ``error``."""
+    def check_blobs(
+        self, blobs: list[bytes | None], errors: list[str] | None = None, workers: int | None = None
+    ) -> tuple[list[bytes | None], list[str]]:
+        """Per image: the bytes to decode (checked, normalised where needed) or None, and why not."""
         errors = list(errors) if errors is not None else [""] * len(blobs)
 
         def check(index: int) -> bytes | None:
@@ -162,12 +183,27 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
 
         with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:  # PIL releases the GIL
             usable = list(pool.map(check, range(len(blobs))))
+        return usable, errors
+
+    def score_checked(self, usable: list[bytes | None], errors: list[str], batch_size: int = 64) -> pd.DataFrame:
+        """Score what :meth:`check_blobs` let through; the other rows get ``p_fake`` NaN, no label."""
         good = [i for i, blob in enumerate(usable) if blob is not None]
-        p_fake = np.full(len(blobs), np.nan)
+        p_fake = np.full(len(usable), np.nan)
         if good:
             p_fake[good] = self.predict_encoded([usable[i] for i in good], batch_size)
         labels = np.where(np.isnan(p_fake), "", np.where(p_fake >= self.config.threshold, "fake", "real"))
         return pd.DataFrame({"p_fake": p_fake, "label": labels, "error": errors})
+
+    def predict_blobs(
+        self,
+        blobs: list[bytes | None],
+        errors: list[str] | None = None,
+        batch_size: int = 64,
+        workers: int | None = None,
+    ) -> pd.DataFrame:
+        """Score encoded images; a row that cannot be decoded gets ``p_fake`` NaN, no label and its ``error``."""
+        usable, errors = self.check_blobs(blobs, errors, workers)
+        return self.score_checked(usable, errors, batch_size)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         blobs, errors = _read_input(model_input)
