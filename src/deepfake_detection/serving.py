@@ -49,9 +49,37 @@ def build_app(model_uri: str, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     return app
 
 
+_URI_VARIABLE = "DEEPFAKE_SERVE_MODEL_URI"
+
+
+def app_from_environment():
+    """The app for one of several worker processes (uvicorn imports it by name in each)."""
+    return build_app(os.environ[_URI_VARIABLE], int(os.environ["DEEPFAKE_MAX_REQUEST_BYTES"]))
+
+
 def serve(
-    model_uri: str, host: str = "127.0.0.1", port: int = 5001, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    model_uri: str,
+    host: str = "127.0.0.1",
+    port: int = 5001,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    workers: int = 1,
 ) -> None:
+    """Serve until stopped. One request is scored at a time per worker process (the model's
+    TensorFlow uses the machine's cores for it); ``workers`` > 1 starts that many processes,
+    each with its own copy of the model, behind one port."""
     import uvicorn
 
-    uvicorn.run(build_app(model_uri, max_request_bytes), host=host, port=port, log_level="info")
+    app = build_app(model_uri, max_request_bytes)  # checks the model before anything listens
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+        return
+    os.environ[_URI_VARIABLE] = model_uri
+    os.environ["DEEPFAKE_MAX_REQUEST_BYTES"] = str(max_request_bytes)
+    uvicorn.run(
+        "deepfake_detection.serving:app_from_environment",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+    )
