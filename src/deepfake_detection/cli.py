@@ -608,7 +608,8 @@ def main_job(
         log_summary(results)  # the same leaderboard on the outermost run, the first one the UI shows
     click.echo(f"main finished in {time.perf_counter() - started:.0f} s")
     uri = tracking.tracking_uri()
-    click.echo(f"runs are in {uri}; look at them with: mlflow ui --backend-store-uri {uri}")
+    click.echo(f"runs are in {uri}; look at them with: make ui (or: deepfake-detection ui), which prints")
+    click.echo("the link to the leaderboard: the architecture runs sorted by test ROC-AUC")
 
 
 __all__ = ["main", "run_prepare"]
