@@ -91,19 +91,30 @@ def _read(path: Path) -> tuple[bytes | None, str]:
         return None, f"cannot read: {error.strerror or error}"
 
 
+CHUNK_PIXEL_BYTES = 128 * 2**20  # decoded pixels of one chunk; two chunks are in memory at once
+
+
+def chunk_files(image_size: int, batch_size: int) -> int:
+    """Files per chunk: at most 1,024 and 128 MiB of decoded pixels, a whole number of batches."""
+    fits = CHUNK_PIXEL_BYTES // (image_size * image_size * 3 * 4)
+    return max(batch_size, min(1024, fits) // batch_size * batch_size)
+
+
 def predict_files(detector, files: list[Path], uri: str, batch_size: int = 64, progress: bool = True):
-    """Yield one DataFrame of ``COLUMNS`` per chunk of files, in order. The next chunk is read
-    and checked in a background thread while the model scores this one."""
+    """Yield one DataFrame of ``COLUMNS`` per chunk of files, in order. The next chunk is read,
+    checked and decoded in a background thread while the model scores this one."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
 
-    chunk = max(batch_size * 16, 1024)  # files read, checked and scored together; bounds memory
-    parts = [files[start : start + chunk] for start in range(0, len(files), chunk)]
+    chunk = chunk_files(detector.config.image_size, batch_size)
+    first = min(chunk, 2 * batch_size)  # a short first chunk: the model starts early, the rest overlaps
+    parts = [files[:first]] + [files[start : start + chunk] for start in range(first, len(files), chunk)]
+    parts = [part for part in parts if part]
 
     def load(part: list[Path]):
         blobs, errors = zip(*(_read(p) for p in part))
-        return detector.check_blobs(list(blobs), list(errors))
+        return detector.prepare(list(blobs), list(errors))
 
     with (
         tqdm(total=len(files), unit="img", desc="predict", disable=not progress) as bar,
@@ -111,10 +122,10 @@ def predict_files(detector, files: list[Path], uri: str, batch_size: int = 64, p
     ):
         ahead = reader.submit(load, parts[0]) if parts else None
         for number, part in enumerate(parts):
-            usable, errors = ahead.result()
+            prepared = ahead.result()
             if number + 1 < len(parts):
                 ahead = reader.submit(load, parts[number + 1])
-            scored = detector.score_checked(usable, errors, batch_size=batch_size)
+            scored = detector.score_prepared(prepared, batch_size=batch_size)
             scored.insert(0, "path", [str(p) for p in part])
             scored.insert(3, "threshold", detector.config.threshold)
             scored.insert(4, "model_uri", uri)

@@ -110,6 +110,16 @@ def _read_input(model_input: pd.DataFrame) -> tuple[list[bytes | None], list[str
     return blobs, errors
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Images checked and decoded, ready for the network: every row's error ("" when usable),
+    the indices of the usable rows and their pixels."""
+
+    errors: list[str]
+    good: list[int]
+    pixels: np.ndarray
+
+
 _LOADED: dict[tuple, object] = {}  # Keras models by (file, size, mtime), for this process
 _LOADED_MAX = 4
 
@@ -143,28 +153,55 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
             _LOADED[key] = keras.saving.load_model(keras_path, compile=False, safe_mode=True)
         self.keras_model = _LOADED[key]
 
-    def predict_encoded(self, blobs: list[bytes], batch_size: int = 64) -> np.ndarray:
-        """p_fake for checked encoded images: decoded by the training pipeline's ops in a tf.data
-        pipeline (parallel, overlapping the model), then scored batch by batch."""
+    def decode(self, blobs: list[bytes]) -> np.ndarray:
+        """Checked encoded images → float32 pixels ``(n, size, size, 3)``, decoded and resized by
+        the training pipeline's own ops (in parallel, in a tf.data pipeline)."""
         import tensorflow as tf
 
         from deepfake_detection.data.pipeline import decode_bytes_and_resize
 
         size = self.config.image_size
+        if not blobs:
+            return np.zeros((0, size, size, 3), np.float32)
         dataset = (
             tf.data.Dataset.from_tensor_slices(tf.constant(blobs, dtype=tf.string))
             .map(lambda blob: decode_bytes_and_resize(blob, size), num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size)
-            .prefetch(tf.data.AUTOTUNE)
+            .batch(256)
         )
+        return np.concatenate([batch.numpy() for batch in dataset])
+
+    def predict_pixels(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """p_fake for decoded pixels, ``batch_size`` rows per forward pass. Plain
+        ``predict_on_batch`` on array slices: on 2 CPUs ``keras.Model.predict``'s own tf.data
+        iterator took 0.7 s or 1.3 s for the same 1,000 images from one call to the next, this
+        loop 0.57 s every time."""
         scores = []
-        for x in dataset:
-            rows = int(x.shape[0])
+        for start in range(0, len(pixels), batch_size):
+            x = pixels[start : start + batch_size]
+            rows = len(x)
             padded = padded_rows(rows, batch_size)
             if padded > rows:  # a last batch of any size is traced as one of a few shapes, not its own
-                x = tf.concat([x, tf.zeros([padded - rows, *x.shape[1:]], x.dtype)], axis=0)
+                x = np.concatenate([x, np.zeros((padded - rows, *x.shape[1:]), x.dtype)])
             scores.append(np.asarray(self.keras_model.predict_on_batch(x)).reshape(-1)[:rows])
-        return np.concatenate(scores).astype(np.float64)
+        return np.concatenate(scores).astype(np.float64) if scores else np.zeros(0)
+
+    def predict_encoded(self, blobs: list[bytes], batch_size: int = 64) -> np.ndarray:
+        """p_fake for checked encoded images: decoded exactly as training decoded them, then scored."""
+        return self.predict_pixels(self.decode(blobs), batch_size)
+
+    def prepare(self, blobs: list[bytes | None], errors: list[str] | None = None) -> Prepared:
+        """Check and decode: everything before the network, for :meth:`score_prepared`."""
+        usable, errors = self.check_blobs(blobs, errors)
+        good = [i for i, blob in enumerate(usable) if blob is not None]
+        return Prepared(errors, good, self.decode([usable[i] for i in good]))
+
+    def score_prepared(self, prepared: Prepared, batch_size: int = 64) -> pd.DataFrame:
+        """The rows of :meth:`prepare`d images: ``p_fake``, ``label`` and ``error`` (unscored: NaN, no label)."""
+        p_fake = np.full(len(prepared.errors), np.nan)
+        if prepared.good:
+            p_fake[prepared.good] = self.predict_pixels(prepared.pixels, batch_size)
+        labels = np.where(np.isnan(p_fake), "", np.where(p_fake >= self.config.threshold, "fake", "real"))
+        return pd.DataFrame({"p_fake": p_fake, "label": labels, "error": prepared.errors})
 
     def check_blobs(
         self, blobs: list[bytes | None], errors: list[str] | None = None, workers: int | None = None
@@ -185,25 +222,14 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
             usable = list(pool.map(check, range(len(blobs))))
         return usable, errors
 
-    def score_checked(self, usable: list[bytes | None], errors: list[str], batch_size: int = 64) -> pd.DataFrame:
-        """Score what :meth:`check_blobs` let through; the other rows get ``p_fake`` NaN, no label."""
-        good = [i for i, blob in enumerate(usable) if blob is not None]
-        p_fake = np.full(len(usable), np.nan)
-        if good:
-            p_fake[good] = self.predict_encoded([usable[i] for i in good], batch_size)
-        labels = np.where(np.isnan(p_fake), "", np.where(p_fake >= self.config.threshold, "fake", "real"))
-        return pd.DataFrame({"p_fake": p_fake, "label": labels, "error": errors})
-
     def predict_blobs(
         self,
         blobs: list[bytes | None],
         errors: list[str] | None = None,
         batch_size: int = 64,
-        workers: int | None = None,
     ) -> pd.DataFrame:
         """Score encoded images; a row that cannot be decoded gets ``p_fake`` NaN, no label and its ``error``."""
-        usable, errors = self.check_blobs(blobs, errors, workers)
-        return self.score_checked(usable, errors, batch_size)
+        return self.score_prepared(self.prepare(blobs, errors), batch_size)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         blobs, errors = _read_input(model_input)
@@ -247,6 +273,24 @@ def log_detector(keras_model, config: DetectorConfig, example_image: bytes, work
             "architecture": config.architecture,
         },
     )
+
+
+def check_detector(model_uri: str) -> None:
+    """Fail fast, from the model's metadata alone (no TensorFlow), when ``model_uri`` is
+    missing or is not a detector.
+
+    Raises:
+        MissingModelError: as :func:`load_pyfunc` would.
+    """
+    try:
+        info = mlflow.models.get_model_info(model_uri)
+    except Exception as error:  # MlflowException, OSError, a registry that does not answer
+        raise MissingModelError(f"cannot load model {model_uri}: {str(error).splitlines()[0][:300]}") from None
+    if "threshold" not in (info.metadata or {}) or "python_function" not in info.flavors:
+        raise MissingModelError(
+            f"{model_uri} is not a deepfake detector (an MLflow model logged by `deepfake-detection train`); "
+            f"its flavors: {', '.join(info.flavors)}"
+        )
 
 
 def load_pyfunc(model_uri: str):

@@ -69,10 +69,12 @@ def serve(
     each with its own copy of the model, behind one port."""
     import uvicorn
 
-    app = build_app(model_uri, max_request_bytes)  # checks the model before anything listens
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(build_app(model_uri, max_request_bytes), host=host, port=port, log_level="info")
         return
+    from deepfake_detection.model import check_detector
+
+    check_detector(model_uri)  # before anything listens; the model itself is loaded by each worker only
     os.environ[_URI_VARIABLE] = model_uri
     os.environ["DEEPFAKE_MAX_REQUEST_BYTES"] = str(max_request_bytes)
     uvicorn.run(

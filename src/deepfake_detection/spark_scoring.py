@@ -26,6 +26,7 @@ from pathlib import Path
 
 from deepfake_detection.errors import DeepfakeError
 from deepfake_detection.inference import COLUMNS, InputError, PredictSummary
+from deepfake_detection.model import check_detector
 
 RESULT_TYPE = "struct<p_fake:double,label:string,error:string>"
 OPEN_COST_BYTES = 8 * 1024
@@ -84,22 +85,6 @@ def _has_glob(spec: str) -> bool:
     return any(c in spec for c in "*?[")
 
 
-def check_model(uri: str) -> None:
-    """Fail before Spark starts when ``uri`` is missing or not a detector."""
-    import mlflow
-
-    from deepfake_detection.errors import MissingModelError
-
-    try:
-        info = mlflow.models.get_model_info(uri)
-    except Exception as error:
-        raise MissingModelError(f"cannot load model {uri}: {str(error).splitlines()[0][:300]}") from None
-    if "threshold" not in (info.metadata or {}):
-        raise MissingModelError(
-            f"{uri} is not a deepfake detector (an MLflow model logged by `deepfake-detection train`)"
-        )
-
-
 def score(spark, spec: str, uri: str, batch_size: int = 64):
     """A Spark DataFrame of ``COLUMNS`` for the files of ``spec``, scored by the model ``uri``."""
     import mlflow
@@ -136,7 +121,7 @@ def run_predict_spark(
 
     tracking.configure()
     uri = model_uri(model, alias)
-    check_model(uri)
+    check_detector(uri)
     output = Path(output)
     if output.exists() and output.suffix.lower() != ".csv" and not output.is_dir():
         raise InputError(f"{output} exists and is not a Parquet folder")
