@@ -26,3 +26,32 @@ def bench_data(given: str, workspace: Path, image_size: int, seed: int = 42, num
         print(f"building a benchmark dataset in {data} …", flush=True)
         prepare_bench(data, image_size=image_size, num_images=num_images, seed=seed, progress=False)
     return data
+
+
+def scoring_workspace(prefix: str, model: str) -> Path:
+    """A fresh temporary working folder, made the working directory, for a benchmark that scores
+    ``model``: its tracking store stays the one it was started with (``MLFLOW_TRACKING_URI``,
+    else that folder's ``mlflow.db``); with no ``model``, a private store in the workspace."""
+    import mlflow
+
+    workspace = Path(tempfile.mkdtemp(prefix=prefix))
+    if model and not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    os.chdir(workspace)
+    if not model:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workspace / 'mlflow.db'}"
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    return workspace
+
+
+def trained_detector(arch: str, data: Path, image_size: int, workspace: Path) -> str:
+    """Train ``arch`` on ``data`` (no tuning, 1 epoch) into the current store; its champion's URI."""
+    from deepfake_detection.config import TrainSettings
+    from deepfake_detection.training import run_training
+
+    print(f"training {arch} (no tuning, 1 epoch) …", flush=True)
+    settings = TrainSettings(
+        arch=arch, data=str(data), image_size=image_size, epochs=1, tuner="none", work_dir=str(workspace / "outputs")
+    )
+    run_training(settings)
+    return f"models:/deepfake-{arch}@champion"

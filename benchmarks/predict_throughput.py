@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data
+from _workspace import bench_data, scoring_workspace, trained_detector
 
 
 def main() -> None:
@@ -38,38 +37,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    import mlflow
     import numpy as np
 
     from deepfake_detection.data.pipeline import load_manifest
     from deepfake_detection.inference import predict_files, run_predict
     from deepfake_detection.model import load_detector, load_pixels
 
-    workspace = Path(tempfile.mkdtemp(prefix="predict-bench-"))
-    if args.model and not os.environ.get("MLFLOW_TRACKING_URI"):  # the store of the folder it was started in
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    os.chdir(workspace)
-    if not args.model:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workspace / 'mlflow.db'}"
-        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    workspace = scoring_workspace("predict-bench-", args.model)
     data = bench_data(args.data, workspace, args.image_size, num_images=args.num_images)
-    uri = args.model
-    if not uri:
-        from deepfake_detection.config import TrainSettings
-        from deepfake_detection.training import run_training
-
-        print(f"training {args.arch} (no tuning, 1 epoch) …")
-        run_training(
-            TrainSettings(
-                arch=args.arch,
-                data=str(data),
-                image_size=args.image_size,
-                epochs=1,
-                tuner="none",
-                work_dir=str(workspace / "outputs"),
-            )
-        )
-        uri = f"models:/deepfake-{args.arch}@champion"
+    uri = args.model or trained_detector(args.arch, data, args.image_size, workspace)
 
     files = [Path(f) for f in load_manifest(data)["file"]]
     detector = load_detector(uri)

@@ -19,7 +19,6 @@ import base64
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +28,7 @@ import requests
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data
+from _workspace import bench_data, scoring_workspace, trained_detector
 
 
 def free_port() -> int:
@@ -122,33 +121,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8, help="Images per request.")
     args = parser.parse_args()
 
-    import mlflow
-
-    workspace = Path(tempfile.mkdtemp(prefix="serve-load-"))
-    if args.model and not os.environ.get("MLFLOW_TRACKING_URI"):
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    os.chdir(workspace)
-    if not args.model:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workspace / 'mlflow.db'}"
-        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    workspace = scoring_workspace("serve-load-", args.model)
     data = bench_data(args.data, workspace, args.image_size, num_images=300)
-    uri = args.model
-    if not uri:
-        from deepfake_detection.config import TrainSettings
-        from deepfake_detection.training import run_training
-
-        print(f"training {args.arch} (no tuning, 1 epoch) …", flush=True)
-        run_training(
-            TrainSettings(
-                arch=args.arch,
-                data=str(data),
-                image_size=args.image_size,
-                epochs=1,
-                tuner="none",
-                work_dir=str(workspace / "outputs"),
-            )
-        )
-        uri = f"models:/deepfake-{args.arch}@champion"
+    uri = args.model or trained_detector(args.arch, data, args.image_size, workspace)
     files = sorted((data / "test").rglob("*.*"))
     blobs = [base64.b64encode(f.read_bytes()).decode() for f in files]
     payloads = [

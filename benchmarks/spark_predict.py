@@ -18,13 +18,12 @@ import argparse
 import os
 import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data
+from _workspace import bench_data, scoring_workspace, trained_detector
 
 
 def main() -> None:
@@ -39,37 +38,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    import mlflow
-
     from deepfake_detection.inference import collect_inputs, run_predict
     from deepfake_detection.spark_scoring import read_files, run_predict_spark, session
 
-    workspace = Path(tempfile.mkdtemp(prefix="spark-bench-"))
-    if args.model and not os.environ.get("MLFLOW_TRACKING_URI"):
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    os.chdir(workspace)
+    workspace = scoring_workspace("spark-bench-", args.model)
     uri = args.model
     folder = Path(args.input).resolve() if args.input else None
-    if not uri:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workspace / 'mlflow.db'}"
-        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    if not uri or folder is None:
         data = bench_data("", workspace, args.image_size, num_images=args.num_images)
         folder = folder or data
-        from deepfake_detection.config import TrainSettings
-        from deepfake_detection.training import run_training
-
-        print(f"training {args.arch} (no tuning, 1 epoch) …", flush=True)
-        run_training(
-            TrainSettings(
-                arch=args.arch,
-                data=str(data),
-                image_size=args.image_size,
-                epochs=1,
-                tuner="none",
-                work_dir=str(workspace / "outputs"),
-            )
-        )
-        uri = f"models:/deepfake-{args.arch}@champion"
+        uri = uri or trained_detector(args.arch, data, args.image_size, workspace)
     files = len(collect_inputs(str(folder)))
     batch_rows = args.batch_size * 16
 
