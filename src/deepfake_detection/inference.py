@@ -46,16 +46,14 @@ class PredictSummary:
 def model_uri(spec: str, alias: str = "champion") -> str:
     """``models:/…`` and ``runs:/…`` URIs and local model folders pass through; an architecture
     name means its registered model at ``alias``. Anything else is refused with the accepted forms."""
+    spec = spec.strip()
+    if spec.startswith(MODEL_SCHEMES) or Path(spec, "MLmodel").is_file():
+        return spec  # before the architectures' import: a URI needs no TensorFlow here (serve's supervisor)
     from deepfake_detection.architectures import ARCHITECTURES
     from deepfake_detection.registry import registered_name
 
-    spec = spec.strip()
-    if spec.startswith(MODEL_SCHEMES):
-        return spec
     if spec in ARCHITECTURES:
         return f"models:/{registered_name(spec)}@{alias}"
-    if Path(spec, "MLmodel").is_file():
-        return spec
     raise MissingModelError(
         f"{spec!r} is not a model this tool can load: give models:/<name>@<alias>, "
         "models:/<name>/<stage or version>, runs:/<run_id>/<architecture>, a local MLflow model folder, "
