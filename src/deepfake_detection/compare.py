@@ -361,8 +361,7 @@ def write_and_log(comparison: Comparison, differences: pd.DataFrame, report: Pat
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
             if dataset is not None:
-                with tracking.quiet_schema_hints():
-                    mlflow.log_input(dataset, context="evaluation")
+                tracking.log_input(dataset, context="evaluation")
     table = comparison.table()
     mlflow.log_table(table.assign(version=table["version"].astype(str)), "comparison.json")
     report.mkdir(parents=True, exist_ok=True)

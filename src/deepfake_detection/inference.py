@@ -42,6 +42,12 @@ class PredictSummary:
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds else 0.0
 
+    @classmethod
+    def of(cls, output: Path, uri: str, counts: dict[str, int], threshold: float, seconds: float) -> PredictSummary:
+        """From the rows written per label (``fake``, ``real``, ``""`` for unscored): one row per file."""
+        fake, real, errors = (counts.get(label, 0) for label in ("fake", "real", ""))
+        return cls(output, uri, fake + real + errors, fake, real, errors, threshold, seconds)
+
 
 def model_uri(spec: str, alias: str = "champion") -> str:
     """``models:/…`` and ``runs:/…`` URIs and local model folders pass through; an architecture
@@ -160,16 +166,7 @@ def run_predict(
         partial.replace(output)
     finally:
         partial.unlink(missing_ok=True)
-    summary = PredictSummary(
-        output,
-        uri,
-        len(files),
-        counts["fake"],
-        counts["real"],
-        counts[""],
-        detector.config.threshold,
-        time.perf_counter() - started,
-    )
+    summary = PredictSummary.of(output, uri, counts, detector.config.threshold, time.perf_counter() - started)
     if os.environ.get("MLFLOW_RUN_ID"):  # inside `mlflow run`: keep the predictions with the run
         with tracking.run("predict", tags={"step": "predict", "model_uri": uri}):
             import mlflow

@@ -204,7 +204,7 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"p_fake": p_fake, "label": labels, "error": prepared.errors})
 
     def check_blobs(
-        self, blobs: list[bytes | None], errors: list[str] | None = None, workers: int | None = None
+        self, blobs: list[bytes | None], errors: list[str] | None = None
     ) -> tuple[list[bytes | None], list[str]]:
         """Per image: the bytes to decode (checked, normalised where needed) or None, and why not."""
         errors = list(errors) if errors is not None else [""] * len(blobs)
@@ -218,7 +218,7 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
                 errors[index] = str(failure)
                 return None
 
-        with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:  # PIL releases the GIL
+        with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # PIL releases the GIL
             usable = list(pool.map(check, range(len(blobs))))
         return usable, errors
 
@@ -275,9 +275,9 @@ def log_detector(keras_model, config: DetectorConfig, example_image: bytes, work
     )
 
 
-def check_detector(model_uri: str) -> None:
-    """Fail fast, from the model's metadata alone (no TensorFlow), when ``model_uri`` is
-    missing or is not a detector.
+def check_detector(model_uri: str):
+    """The ``ModelInfo`` of ``model_uri`` (its metadata holds the threshold); fails fast, from
+    the metadata alone (no TensorFlow), when the model is missing or is not a detector.
 
     Raises:
         MissingModelError: as :func:`load_pyfunc` would.
@@ -291,6 +291,7 @@ def check_detector(model_uri: str) -> None:
             f"{model_uri} is not a deepfake detector (an MLflow model logged by `deepfake-detection train`); "
             f"its flavors: {', '.join(info.flavors)}"
         )
+    return info
 
 
 def load_pyfunc(model_uri: str):

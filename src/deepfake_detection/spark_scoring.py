@@ -70,10 +70,8 @@ def read_files(spark, spec: str):
     """The files of ``spec`` as Spark's ``binaryFile`` rows (``path``, ``content``, …)."""
     from deepfake_detection.inference import collect_inputs
 
-    if _is_local(spec):
-        collect_inputs(
-            spec
-        )  # the local engine's errors for a missing path, an empty folder, a pattern matching nothing
+    if _is_local(spec):  # the local engine's errors for a missing path, an empty folder, a pattern matching nothing
+        collect_inputs(spec)
         spec = str(Path(spec.removeprefix("file://")).expanduser().resolve()) if not _has_glob(spec) else spec
     reader = spark.read.format("binaryFile")
     if not _has_glob(spec):
@@ -121,7 +119,7 @@ def run_predict_spark(
 
     tracking.configure()
     uri = model_uri(model, alias)
-    check_detector(uri)
+    threshold = float(check_detector(uri).metadata["threshold"])
     output = Path(output)
     if output.exists() and output.suffix.lower() != ".csv" and not output.is_dir():
         raise InputError(f"{output} exists and is not a Parquet folder")
@@ -138,7 +136,6 @@ def run_predict_spark(
         else:
             table.write.mode("overwrite").parquet(str(partial))
         counts = {row["label"]: row["count"] for row in table.groupBy("label").count().collect()}
-        threshold = table.select("threshold").first()
         if output.is_dir():
             shutil.rmtree(output)
         partial.replace(output)
@@ -153,14 +150,4 @@ def run_predict_spark(
             shutil.rmtree(partial, ignore_errors=True)
         else:
             partial.unlink(missing_ok=True)
-    images = sum(counts.values())
-    return PredictSummary(
-        output,
-        uri,
-        images,
-        counts.get("fake", 0),
-        counts.get("real", 0),
-        counts.get("", 0),
-        float(threshold["threshold"]) if threshold else float("nan"),
-        time.perf_counter() - started,
-    )
+    return PredictSummary.of(output, uri, counts, threshold, time.perf_counter() - started)

@@ -172,8 +172,7 @@ def log_prepared_dataset(report, context: str = "prepared") -> None:
     from mlflow.data.sources import LocalArtifactDatasetSource
 
     manifest = pd.read_csv(root / MANIFEST, keep_default_na=False)
-    with warnings.catch_warnings():  # schema inference hints about integer columns
-        warnings.simplefilter("ignore", UserWarning)
+    with quiet_schema_hints():
         dataset = mlflow.data.from_pandas(
             manifest,
             source=LocalArtifactDatasetSource(str(root.resolve())),
@@ -181,7 +180,7 @@ def log_prepared_dataset(report, context: str = "prepared") -> None:
             name=root.name,
             digest=report.digest,
         )
-        mlflow.log_input(dataset, context=context)
+    log_input(dataset, context)
 
 
 @functools.cache
@@ -223,14 +222,20 @@ def quiet_schema_hints():
         yield
 
 
-def log_dataset_input(root: str, parts: dict, digest: str, context: str = "training"):
-    """Log the rows a run used (train/valid/test) as an MLflow dataset input, ``context``
-    ``training`` or ``evaluation``; returns the dataset, to attach metrics to it."""
+def log_input(dataset, context: str = "training") -> None:
+    """Log ``dataset`` (see :func:`dataset_of`) as an input of the active run, ``context``
+    ``training`` or ``evaluation``."""
     import mlflow
 
-    dataset = dataset_of(root, parts, digest)
     with quiet_schema_hints():
         mlflow.log_input(dataset, context=context)
+
+
+def log_dataset_input(root: str, parts: dict, digest: str, context: str = "training"):
+    """Log the rows a run used (train/valid/test) as an MLflow dataset input; returns the
+    dataset, to log on other runs or attach metrics to."""
+    dataset = dataset_of(root, parts, digest)
+    log_input(dataset, context)
     return dataset
 
 

@@ -272,10 +272,10 @@ class Scores:
 
 
 def train_architecture(
-    name: str, settings: TrainSettings, parts: dict, digest: str, epochs: int | None = None, dataset=None
+    name: str, settings: TrainSettings, parts: dict, digest: str, dataset, epochs: int | None = None
 ) -> ArchitectureResult:
     """Train, evaluate, log and register one architecture inside the active (child) run;
-    ``dataset`` (the MLflow dataset of ``parts``, built when not given) gets its metrics.
+    ``dataset`` (the MLflow dataset of ``parts``, :func:`tracking.dataset_of`) gets its metrics.
 
     As the chief of a distributed search (``KERASTUNER_TUNER_ID=chief``) the search step
     serves the oracle to the workers, who run the trials, and returns when they are done.
@@ -291,8 +291,6 @@ def train_architecture(
         log.warning("%s is no better than chance on valid: registered, never champion (tag degenerate=true)", name)
     mlflow.set_tag("degenerate", str(scores.degenerate).lower())
     model_info = _log_model(search, fit.model, scores)
-    if dataset is None:
-        dataset = tracking.dataset_of(settings.data, parts, digest)
     _log_metrics(search, fit, scores, model_info.model_id, dataset)
     _log_plots(name, fit, scores)
     _log_predictions(search.parts["test"], scores)
@@ -584,13 +582,13 @@ def run_training(
     results = []
     with tracking.run(run_name, experiment=settings.experiment, tags={**common_tags, "step": run_name}):
         mlflow.log_params({f"train.{k}": v for k, v in asdict(settings).items()})
-        tracking.log_dataset_input(settings.data, parts, digest)
+        dataset = tracking.log_dataset_input(settings.data, parts, digest)  # built once, logged on every run
         for name in names:
             child_tags = {**common_tags, "step": "train-architecture", "architecture": name}
             with tracking.run(f"train-{name}", tags=child_tags):
                 mlflow.log_params({k: v for k, v in asdict(settings).items() if k != "arch"} | {"architecture": name})
-                dataset = tracking.log_dataset_input(settings.data, parts, digest)
-                results.append(train_architecture(name, settings, parts, digest, plan[name], dataset))
+                tracking.log_input(dataset)
+                results.append(train_architecture(name, settings, parts, digest, dataset, plan[name]))
         log_summary(results)
         views.publish(mlflow.active_run().info.experiment_id)
     return results
