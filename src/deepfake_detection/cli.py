@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -234,9 +236,11 @@ def _train_options(
         ),
         click.option(
             "--distribute",
-            type=click.Choice(["none", "mirrored"]),
+            type=click.Choice(["none", "mirrored", "multi-host"]),
             default=TRAIN.distribute,
-            help="mirrored: data-parallel over this machine's GPUs (tf.distribute.MirroredStrategy).",
+            help="mirrored: data-parallel over this machine's GPUs (tf.distribute.MirroredStrategy); "
+            "multi-host (train only): the final fits data-parallel over --num-processes processes on the "
+            "JAX backend, one per machine or GPU (pip install -e '.[jax]').",
         ),
         click.option("--work-dir", default=TRAIN.work_dir, help="Tuner state and checkpoints (a rerun resumes)."),
     ]
@@ -263,13 +267,65 @@ def _print_results(results) -> None:
             click.echo(f"  warning: {r.architecture} is no better than chance on valid (degenerate): never champion")
 
 
+def _cluster_options(function):
+    options = [
+        click.option(
+            "--coordinator",
+            default=TRAIN.coordinator,
+            envvar="KERAS_DISTRIBUTION_JOB_ADDRESSES",
+            help="multi-host: HOST:PORT of process 0, the same for every process (process 0 listens on PORT).",
+        ),
+        click.option(
+            "--num-processes",
+            type=int,
+            default=TRAIN.num_processes,
+            envvar="KERAS_DISTRIBUTION_NUM_PROCESSES",
+            help="multi-host: processes in all.",
+        ),
+        click.option(
+            "--process-id",
+            type=int,
+            default=TRAIN.process_id,
+            envvar="KERAS_DISTRIBUTION_PROCESS_ID",
+            help="multi-host: this process, 0 .. N-1; process 0 hosts the coordinator, logs and registers.",
+        ),
+        click.option(
+            "--distribute-timeout",
+            type=float,
+            default=TRAIN.distribute_timeout,
+            help="multi-host: seconds to wait for the coordinator and for the other processes.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 @main.command()
 @_train_options
+@_cluster_options
 def train(**options) -> None:
     """Tune, train, evaluate and register each architecture (deepfake-<arch> in the Model Registry)."""
+    settings = TrainSettings(**options)
+    if settings.distribute == "multi-host":
+        from deepfake_detection import multihost
+
+        multihost.check(settings)
+        multihost.use_jax()  # before Keras is first imported
     from deepfake_detection.training import run_training
 
-    _print_results(run_training(TrainSettings(**options)))
+    try:
+        results = run_training(settings)
+    except DeepfakeError as error:
+        if settings.distribute != "multi-host":
+            raise
+        # JAX's exit-time shutdown waits for every process and aborts when one is gone: the
+        # error is reported and the runs are closed, so leave without it.
+        click.echo(f"Error: {error}", err=True)
+        sys.stdout.flush()
+        os._exit(1)
+    if results:
+        _print_results(results)
 
 
 def _tune_options(function):
@@ -508,8 +564,6 @@ def ui(host: str, port: int, experiment: str, links_only: bool) -> None:
 
     Against a tracking server (MLFLOW_TRACKING_URI=http…) the links point at that server's UI
     and nothing is started."""
-    import os
-    import sys
 
     import mlflow
 

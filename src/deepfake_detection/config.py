@@ -43,7 +43,11 @@ class TrainSettings:
     seed: int = 42
     patience: int = 3  # early stopping on val_auc
     augment: float = -1.0  # training augmentation strength (JPEG, blur, rescale, flip); -1 = searched by the tuner
-    distribute: str = "none"  # none | mirrored (data-parallel over this machine's GPUs, else its logical CPUs)
+    distribute: str = "none"  # none | mirrored (this machine's GPUs) | multi-host (processes on JAX, below)
+    coordinator: str = ""  # multi-host: process 0's HOST:PORT (required there)
+    num_processes: int = 1  # multi-host: processes in all
+    process_id: int = 0  # multi-host: this process, 0 (logs and registers) .. num_processes - 1
+    distribute_timeout: float = 300  # multi-host: seconds to wait for the coordinator and the others
     work_dir: str = "outputs"  # tuner state and checkpoints
     experiment: str = "deepfake-detection"
 

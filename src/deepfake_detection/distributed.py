@@ -48,6 +48,8 @@ def run_tuning(
         raise TuningError(f"tune searches one architecture at a time; got {', '.join(names)}")
     if role not in ROLES:
         raise TuningError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    if settings.distribute == "multi-host":
+        raise TuningError("tune spreads trials over machines itself; --distribute multi-host is for train")
     if settings.tuner == "none":
         raise TuningError("tune needs a tuner (random, bayesian or hyperband), not 'none'")
     host, _, port = oracle.rpartition(":")

@@ -29,6 +29,10 @@ class TuningError(DeepfakeError):
     """A distributed hyperparameter search cannot start or go on (address, chief, roles)."""
 
 
+class DistributedError(DeepfakeError):
+    """The processes of a multi-host fit cannot start, do not agree, or one of them stopped."""
+
+
 class SettingsError(DeepfakeError, ValueError):
     """A setting is out of range or does not fit the rest (an architecture and an image size, say).
 

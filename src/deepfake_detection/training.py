@@ -28,7 +28,7 @@ from deepfake_detection.errors import SettingsError
 
 log = logging.getLogger(__name__)
 
-DISTRIBUTE = ("none", "mirrored")
+DISTRIBUTE = ("none", "mirrored", "multi-host")
 
 
 @dataclass
@@ -63,6 +63,10 @@ def check_settings(settings: TrainSettings) -> list[str]:
         raise SettingsError(f"unknown tuner {settings.tuner!r}; choose from {', '.join(TUNERS)}")
     if settings.distribute not in DISTRIBUTE:
         raise SettingsError(f"unknown distribution {settings.distribute!r}; choose from {', '.join(DISTRIBUTE)}")
+    if settings.distribute == "multi-host":
+        from deepfake_detection import multihost
+
+        multihost.check(settings)
     for name in names:
         get_architecture(name, settings.image_size, settings.weights)  # raises on a size or weights it refuses
     return names
@@ -207,7 +211,7 @@ def distribution_strategy(kind: str):
     """
     import tensorflow as tf
 
-    if kind == "none":
+    if kind in ("none", "multi-host"):  # multi-host: Keras' own distribution on JAX (multihost.py)
         return None
     devices = [d.name for d in tf.config.list_logical_devices("GPU")]
     devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
@@ -245,6 +249,7 @@ class Fit:
     seconds: float
     epochs_run: int
     images_per_second: float
+    weights_sha256: str = ""  # multi-host: the same in every process (checked)
 
 
 @dataclass
@@ -272,20 +277,28 @@ class Scores:
 
 
 def train_architecture(
-    name: str, settings: TrainSettings, parts: dict, digest: str, dataset, epochs: int | None = None
+    name: str, settings: TrainSettings, parts: dict, digest: str, dataset, epochs: int | None = None, cluster=None
 ) -> ArchitectureResult:
     """Train, evaluate, log and register one architecture inside the active (child) run;
     ``dataset`` (the MLflow dataset of ``parts``, :func:`tracking.dataset_of`) gets its metrics.
 
     As the chief of a distributed search (``KERASTUNER_TUNER_ID=chief``) the search step
     serves the oracle to the workers, who run the trials, and returns when they are done.
+    As process 0 of a multi-host ``cluster`` (:mod:`deepfake_detection.multihost`) it searches
+    alone, then has every process join the final fit.
     """
     import mlflow
 
     search = Search.create(name, settings, parts, digest)
     strategy = distribution_strategy(settings.distribute)
     best = search_hyperparameters(search, strategy)
-    fit = final_fit(search, best, strategy, epochs or settings.epochs)
+    epochs = epochs or settings.epochs
+    mlflow.log_params({"keras_backend": keras.backend.backend()})
+    if cluster is not None:
+        cluster.send("fit", architecture=name, hyperparameters=best.get_config(), epochs=epochs)
+    fit = final_fit(search, best, strategy, epochs, cluster)
+    if cluster is not None:
+        mlflow.set_tags({"weights_sha256": fit.weights_sha256, "processes_with_these_weights": settings.num_processes})
     scores = evaluate(fit.model, search)
     if scores.degenerate:
         log.warning("%s is no better than chance on valid: registered, never champion (tag degenerate=true)", name)
@@ -337,42 +350,78 @@ def search_hyperparameters(search: Search, strategy) -> kt.HyperParameters:
     return tuning.search(search.tuner(strategy), search.valid, search.settings.epochs)
 
 
-def final_fit(search: Search, best: kt.HyperParameters, strategy, epochs: int) -> Fit:
+def final_fit(search: Search, best: kt.HyperParameters, strategy, epochs: int, cluster=None) -> Fit:
     """Fit ``best`` from scratch for ``epochs`` (the learning-rate schedule spans them) with early
-    stopping on val_auc; a killed fit resumes."""
+    stopping on val_auc; a killed fit resumes. In a multi-host ``cluster`` every process fits its
+    shard of the data data-parallel (no resuming: a stopped cluster fits again from scratch), only
+    process 0 logs, and the model returned is process 0's local copy of the common weights."""
     import mlflow
 
     settings = search.settings
     keras.utils.set_random_seed(settings.seed)
-    search.architecture.training_steps = epochs * steps_per_epoch(len(search.parts["train"]), settings.batch_size)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = search.architecture.build(best)
-    if strategy is not None:
-        mlflow.log_params({"devices": ",".join(strategy.extended.worker_devices)})
-    mlflow.log_params(tracking.hyperparameter_params(best.values, "best.") | {"fit_epochs": epochs})
-    folder = search.run_dir / f"fit-{epochs}-epochs"  # a fit planned for other epochs is another fit
-    folder.mkdir(parents=True, exist_ok=True)
+    fed = search if cluster is None else cluster.shard(search)  # what this process reads
+    search.architecture.training_steps = epochs * steps_per_epoch(len(fed.parts["train"]), fed.settings.batch_size)
+    logs = cluster is None or cluster.chief
+    if cluster is not None:
+        scope = cluster.distribution().scope()
+    else:
+        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     callbacks = [
-        keras.callbacks.EarlyStopping("val_auc", mode="max", patience=settings.patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(
-            str(folder / "checkpoint.keras"), monitor="val_auc", mode="max", save_best_only=True
-        ),
-        # A killed fit restarts from its last finished epoch when `train` is run again.
-        _ResumableFit(str(folder / "backup"), double_checkpoint=True),
-        tracking.epoch_metrics_callback(),
+        keras.callbacks.EarlyStopping("val_auc", mode="max", patience=settings.patience, restore_best_weights=True)
     ]
-    started = time.perf_counter()
-    history = model.fit(
-        search.train_data(best.get("augment")),
-        validation_data=search.valid,
-        epochs=epochs,
-        callbacks=callbacks,
-        verbose=0,
-    )
-    seconds = time.perf_counter() - started
+    if logs:
+        if strategy is not None:
+            mlflow.log_params({"devices": ",".join(strategy.extended.worker_devices)})
+        mlflow.log_params(tracking.hyperparameter_params(best.values, "best.") | {"fit_epochs": epochs})
+        callbacks.append(tracking.epoch_metrics_callback())
+    if cluster is None:  # saving makes variables, which under a multi-host distribution takes every process
+        folder = search.run_dir / f"fit-{epochs}-epochs"  # a fit planned for other epochs is another fit
+        folder.mkdir(parents=True, exist_ok=True)
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(
+                str(folder / "checkpoint.keras"), monitor="val_auc", mode="max", save_best_only=True
+            ),
+            # A killed fit restarts from its last finished epoch when `train` is run again.
+            _ResumableFit(str(folder / "backup"), double_checkpoint=True),
+        ]
+    with scope, _stopped_processes(cluster, search.name):
+        model = search.architecture.build(best)
+        started = time.perf_counter()
+        history = model.fit(
+            fed.train_data(best.get("augment")),
+            validation_data=fed.valid,
+            epochs=epochs,
+            callbacks=callbacks,
+            verbose=0,
+        )
+        seconds = time.perf_counter() - started
     epochs_run = len(history.history.get("loss", []))
-    images_per_second = len(search.parts["train"]) * epochs_run / seconds
-    return Fit(model, history.history, seconds, epochs_run, images_per_second)
+    images = len(fed.parts["train"]) * (cluster.num_processes if cluster is not None else 1)
+    digest = ""
+    if cluster is not None:
+        from deepfake_detection import multihost
+
+        digest = cluster.agree_on_weights(model, search.name)
+        model = multihost.local_copy(model, lambda: search.architecture.build(best))
+    return Fit(model, history.history, seconds, epochs_run, images * epochs_run / seconds, digest)
+
+
+@contextlib.contextmanager
+def _stopped_processes(cluster, name: str):
+    """In a multi-host fit, an error (most often another process gone: its connection closes)
+    becomes one that says so."""
+    if cluster is None:
+        yield
+        return
+    try:
+        yield
+    except Exception as error:
+        from deepfake_detection.errors import DistributedError
+
+        raise DistributedError(
+            f"{cluster.name}: the data-parallel {name} fit stopped: {type(error).__name__}: {str(error)[:500]} "
+            "(when another process stopped, its output says why); nothing is registered"
+        ) from error
 
 
 def evaluate(model: keras.Model, search: Search) -> Scores:
@@ -563,8 +612,19 @@ def run_training(
     from deepfake_detection.architectures import get_architecture
 
     names = check_settings(settings)
+    cluster = None
+    if settings.distribute == "multi-host" and settings.process_id != 0:  # logs nothing, anywhere
+        from deepfake_detection import multihost
+
+        settings, parts, digest = load_training_data(settings)
+        multihost.follow(multihost.Cluster.join(settings, digest), settings, parts, digest)
+        return []
     tracking.configure()
     settings, parts, digest = load_training_data(settings)
+    if settings.distribute == "multi-host":
+        from deepfake_detection import multihost
+
+        cluster = multihost.Cluster.join(settings, digest)
     common_tags = {
         "dataset_digest": digest,
         "positive_class": "fake",
@@ -580,7 +640,8 @@ def run_training(
         print(f"final-fit epochs for a {settings.budget_minutes:g}-minute budget: {plan}")
     print_input_plans(settings, parts)
     results = []
-    with tracking.run(run_name, experiment=settings.experiment, tags={**common_tags, "step": run_name}):
+    leading = cluster.leading() if cluster is not None else contextlib.nullcontext()
+    with leading, tracking.run(run_name, experiment=settings.experiment, tags={**common_tags, "step": run_name}):
         mlflow.log_params({f"train.{k}": v for k, v in asdict(settings).items()})
         dataset = tracking.log_dataset_input(settings.data, parts, digest)  # built once, logged on every run
         for name in names:
@@ -588,7 +649,7 @@ def run_training(
             with tracking.run(f"train-{name}", tags=child_tags):
                 mlflow.log_params({k: v for k, v in asdict(settings).items() if k != "arch"} | {"architecture": name})
                 tracking.log_input(dataset)
-                results.append(train_architecture(name, settings, parts, digest, dataset, plan[name]))
+                results.append(train_architecture(name, settings, parts, digest, dataset, plan[name], cluster))
         log_summary(results)
         views.publish(mlflow.active_run().info.experiment_id)
     return results
