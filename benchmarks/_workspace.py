@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def private_workspace(prefix: str) -> Path:

@@ -221,6 +221,27 @@ class Cluster:
                 self.send("failed", error=f"{type(error).__name__}: {error}"[:2000])
             raise
         self.send("done")
+        self._wait_until_alone()
+
+    def leave(self) -> None:
+        """The others, when process 0 is done: disconnect now, while its coordinator still runs
+        (at exit, after it has stopped, JAX would abort the process)."""
+        import jax
+
+        jax.distributed.shutdown()
+
+    def _wait_until_alone(self) -> None:
+        """Process 0: return once every other process has disconnected (or ``timeout`` passed),
+        so the coordinator does not stop under them."""
+        deadline = time.monotonic() + self.timeout
+        others = list(range(1, self.num_processes))
+        while others and time.monotonic() < deadline:
+            try:
+                if not self._client().get_live_nodes(others):
+                    return
+            except Exception:  # the service no longer knows them: they are gone
+                return
+            time.sleep(0.2)
 
     # -- the coordinator's key-value store ----------------------------------------------------------
 
@@ -283,6 +304,7 @@ def follow(cluster: Cluster, settings, parts: dict, digest: str) -> None:
     while True:
         message = cluster.receive()
         if message["kind"] == "done":
+            cluster.leave()
             print(f"{cluster.name}: process 0 is done; nothing was logged here", flush=True)
             return
         if message["kind"] == "failed":
