@@ -366,26 +366,27 @@ def final_fit(search: Search, best: kt.HyperParameters, strategy, epochs: int, c
         scope = cluster.distribution().scope()
     else:
         scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    callbacks = [
-        keras.callbacks.EarlyStopping("val_auc", mode="max", patience=settings.patience, restore_best_weights=True)
-    ]
-    if logs:
-        if strategy is not None:
-            mlflow.log_params({"devices": ",".join(strategy.extended.worker_devices)})
-        mlflow.log_params(tracking.hyperparameter_params(best.values, "best.") | {"fit_epochs": epochs})
-        callbacks.append(tracking.epoch_metrics_callback())
-    if cluster is None:  # saving makes variables, which under a multi-host distribution takes every process
-        folder = search.run_dir / f"fit-{epochs}-epochs"  # a fit planned for other epochs is another fit
-        folder.mkdir(parents=True, exist_ok=True)
-        callbacks += [
-            keras.callbacks.ModelCheckpoint(
-                str(folder / "checkpoint.keras"), monitor="val_auc", mode="max", save_best_only=True
-            ),
-            # A killed fit restarts from its last finished epoch when `train` is run again.
-            _ResumableFit(str(folder / "backup"), double_checkpoint=True),
-        ]
     with scope, _stopped_processes(cluster, search.name):
         model = search.architecture.build(best)
+        # after the build, which registers every hyperparameter the search left at its default
+        callbacks = [
+            keras.callbacks.EarlyStopping("val_auc", mode="max", patience=settings.patience, restore_best_weights=True)
+        ]
+        if logs:
+            if strategy is not None:
+                mlflow.log_params({"devices": ",".join(strategy.extended.worker_devices)})
+            mlflow.log_params(tracking.hyperparameter_params(best.values, "best.") | {"fit_epochs": epochs})
+            callbacks.append(tracking.epoch_metrics_callback())
+        if cluster is None:  # saving makes variables, which under a multi-host distribution takes every process
+            folder = search.run_dir / f"fit-{epochs}-epochs"  # a fit planned for other epochs is another fit
+            folder.mkdir(parents=True, exist_ok=True)
+            callbacks += [
+                keras.callbacks.ModelCheckpoint(
+                    str(folder / "checkpoint.keras"), monitor="val_auc", mode="max", save_best_only=True
+                ),
+                # A killed fit restarts from its last finished epoch when `train` is run again.
+                _ResumableFit(str(folder / "backup"), double_checkpoint=True),
+            ]
         started = time.perf_counter()
         history = model.fit(
             fed.train_data(best.get("augment")),
