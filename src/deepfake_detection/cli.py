@@ -38,6 +38,13 @@ def main(verbose: bool) -> None:
     )
 
 
+def _with_options(function, options: list):
+    """``function`` decorated with ``options``, the first listed first in ``--help``."""
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 def _optional_path(value: str) -> Path | None:
     return Path(value) if value else None
 
@@ -94,9 +101,7 @@ def _prepare_options(function):
         click.option("--overwrite", type=bool, default=PREPARE.overwrite, help="Replace an existing dataset folder."),
         click.option("--track", type=bool, default=True, help="Log the prepare as an MLflow run."),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return _with_options(function, options)
 
 
 def run_prepare(settings: PrepareSettings, track: bool = True):
@@ -244,9 +249,7 @@ def _train_options(
         ),
         click.option("--work-dir", default=TRAIN.work_dir, help="Tuner state and checkpoints (a rerun resumes)."),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return _with_options(function, options)
 
 
 def _print_results(results) -> None:
@@ -296,9 +299,7 @@ def _cluster_options(function):
             help="multi-host: seconds to wait for the coordinator and for the other processes.",
         ),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return _with_options(function, options)
 
 
 @main.command()
