@@ -63,7 +63,7 @@ def test_the_registry_follows_the_election(tmp_path):
     def register(valid: float, digest: str = "d", degenerate: bool = False) -> tuple[str, str | None]:
         tags = _version(0, valid, digest, degenerate).tags
         version = client.create_model_version(name, (tmp_path / "model").as_uri(), tags=tags)
-        return str(version.version), registry.settle(client, "rules", digest)
+        return str(version.version), registry.settle(client, "rules", digest).champion
 
     def state() -> tuple[dict, dict]:
         aliases = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}

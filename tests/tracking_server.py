@@ -39,6 +39,7 @@ class TrackingServer:
     socket_dir: Path  # PostgreSQL's unix socket folder (its only way in)
     pg_port: int  # names the socket file .s.PGSQL.<pg_port>; nothing listens on it over TCP
     pg_data: Path
+    admin_password: str = ""  # with authentication: the admin user's ("admin") password
 
     def __str__(self) -> str:
         return self.url
@@ -132,6 +133,7 @@ def postgres(root: Path) -> Iterator[tuple[Path, int]]:
             connection.autocommit = True
             with connection.cursor() as cursor:
                 cursor.execute("CREATE DATABASE mlflow")
+                cursor.execute("CREATE DATABASE mlflow_auth")  # users and permissions, when auth is on
         finally:
             connection.close()
         yield root, port
@@ -157,8 +159,12 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def tracking_server(timeout: float = 60.0) -> Iterator[TrackingServer]:
-    """Start PostgreSQL + ``mlflow server`` (served artifacts) on 127.0.0.1; stop both on exit."""
+def tracking_server(timeout: float = 60.0, admin_password: str = "") -> Iterator[TrackingServer]:
+    """Start PostgreSQL + ``mlflow server`` (served artifacts) on 127.0.0.1; stop both on exit.
+
+    With ``admin_password``, the server runs the README's authenticated recipe: ``--app-name
+    deepfake-auth``, an auth config file (no permission by default, users in PostgreSQL database
+    ``mlflow_auth``), the secret key and the admin password from the environment."""
     postgres_bin()  # fail with the clear message before making anything
     root = Path(tempfile.mkdtemp(prefix="pg-"))  # short: a unix socket path must stay under ~107 bytes
     try:
@@ -184,6 +190,17 @@ def tracking_server(timeout: float = 60.0) -> Iterator[TrackingServer]:
             ]
             env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
             env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job runner + huey workers: 2 cores
+            if admin_password:
+                config = root / "auth.ini"
+                config.write_text(
+                    "[mlflow]\ndefault_permission = NO_PERMISSIONS\nadmin_username = admin\n"
+                    f"database_uri = postgresql+psycopg2://mlflow@/mlflow_auth?host={socket_dir}&port={pg_port}\n"
+                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                )
+                env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
+                env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = os.urandom(16).hex()
+                env["MLFLOW_AUTH_ADMIN_PASSWORD"] = admin_password
+                command += ["--app-name", "deepfake-auth"]
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
                     command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -191,7 +208,7 @@ def tracking_server(timeout: float = 60.0) -> Iterator[TrackingServer]:
             try:
                 url = f"http://127.0.0.1:{port}"
                 _wait_healthy(process, url, log_path, timeout)
-                yield TrackingServer(url, artifacts, socket_dir, pg_port, root / "data")
+                yield TrackingServer(url, artifacts, socket_dir, pg_port, root / "data", admin_password)
             finally:
                 _stop(process)
     finally:

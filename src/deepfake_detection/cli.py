@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from deepfake_detection.access import ROLES
 from deepfake_detection.config import CompareSettings, PrepareSettings, TrainSettings
 from deepfake_detection.errors import DeepfakeError
 
@@ -366,9 +367,14 @@ def tune(role: str, oracle: str, worker_id: str, wait: float, **options) -> None
 )
 def promote(arch: str, version: str, role: str) -> None:
     """Move the champion / challenger alias and stage to a model version by hand."""
-    from deepfake_detection import registry, tracking
+    from deepfake_detection import access, registry, tracking
 
     tracking.configure()
+    access.require(
+        f"make {registry.registered_name(arch)} version {version} {role}",
+        models=[registry.registered_name(arch)],
+        model_level="MANAGE" if role == "champion" else "EDIT",
+    )
     registry.promote(arch, version, role, by_hand=True)
     click.echo(f"{registry.registered_name(arch)} version {version} is now {role}")
 
@@ -422,6 +428,11 @@ def promote(arch: str, version: str, role: str) -> None:
 @click.option("--batch-size", type=click.IntRange(1), default=COMPARE.batch_size, help="Embedding batch size.")
 @click.option("--seed", type=int, default=COMPARE.seed, help="Seed for sampling, PCA and k-means.")
 @click.option("--work-dir", default=COMPARE.work_dir, help="Embedding cache and report folder.")
+@click.option(
+    "--experiment",
+    default=COMPARE.experiment,
+    help="Experiment for the compare runs (on a server with access roles, readers use deepfake-comparisons).",
+)
 def compare(**options) -> None:
     """Registered models → embeddings → scaler + PCA + polynomial SVM; one table and plots (fake = positive)."""
     from deepfake_detection.compare import run_compare
@@ -665,6 +676,61 @@ def main_job(
     uri = tracking.tracking_uri()
     click.echo(f"runs are in {uri}; look at them with: make ui (or: deepfake-detection ui), which prints")
     click.echo("the link to the leaderboard: the architecture runs sorted by test ROC-AUC")
+
+
+@main.group()
+def access() -> None:
+    """Who may do what on a shared server started with `mlflow server --app-name deepfake-auth`.
+
+    Roles: reader (load models, predict, compare into experiment deepfake-comparisons), trainer
+    (train / tune, register versions: challenger), release-manager (move champion / Production).
+    `init` and `grant` need the admin's login (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD).
+    """
+
+
+@access.command("init")
+@click.option("--arch", default="all", help="Architectures whose registered models to create (comma list or all).")
+def access_init(arch: str) -> None:
+    """Create the experiments, the registered models and the three roles (admin; run again: changes what differs)."""
+    from deepfake_detection import access as roles
+    from deepfake_detection.architectures import ARCHITECTURES, parse_architectures
+
+    names = list(ARCHITECTURES) if arch.strip() == "all" else parse_architectures(arch)
+    for role, permissions in roles.init(names).items():
+        click.echo(f"{role}: " + "; ".join(permissions))
+
+
+@access.command("grant")
+@click.argument("username")
+@click.option("--role", type=click.Choice(list(ROLES)), required=True, help="The role to give.")
+@click.option(
+    "--password",
+    envvar="DEEPFAKE_NEW_USER_PASSWORD",
+    default="",
+    show_default=False,
+    help="Password for a user not yet on the server (asked for when needed; env DEEPFAKE_NEW_USER_PASSWORD).",
+)
+def access_grant(username: str, role: str, password: str) -> None:
+    """Give USERNAME a role (admin), creating the user when it is not on the server yet."""
+    from deepfake_detection import access as roles
+    from deepfake_detection import tracking
+
+    if not password and not roles.user_exists(tracking.tracking_uri(), username):
+        password = click.prompt(f"password for the new user {username}", hide_input=True, confirmation_prompt=True)
+    created = roles.grant(username, role, password)
+    click.echo(f"{'created user' if created else 'user'} {username}: role {roles.role_name(role)}")
+
+
+@access.command("show")
+@click.option("--arch", default="all", help="Architectures whose registered models to show (comma list or all).")
+def access_show(arch: str) -> None:
+    """What the logged-in user may do on the tracking server (MLflow's own resolution)."""
+    from deepfake_detection import access as roles
+    from deepfake_detection.architectures import ARCHITECTURES, parse_architectures
+
+    names = list(ARCHITECTURES) if arch.strip() == "all" else parse_architectures(arch)
+    for line in roles.describe(names):
+        click.echo(line)
 
 
 __all__ = ["main", "run_prepare"]

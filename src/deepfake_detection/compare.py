@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepfake_detection import analysis, evaluation, registry, tracking, views
+from deepfake_detection import access, analysis, evaluation, registry, tracking, views
 from deepfake_detection.config import CompareSettings
 from deepfake_detection.errors import MissingModelError
 
@@ -64,6 +64,11 @@ def resolve_models(settings: CompareSettings) -> list[ResolvedModel]:
         for arch in names:
             name = registry.registered_name(arch)
             uris.append(f"models:/{name}/{settings.stage}" if settings.stage else f"models:/{name}@{settings.alias}")
+    access.require(
+        "load " + ", ".join(uris),
+        models=[uri.removeprefix("models:/").split("@", 1)[0].split("/", 1)[0] for uri in uris],
+        model_level="READ",
+    )
     resolved, missing = [], []
     for uri in uris:
         body = uri.removeprefix("models:/")
@@ -401,13 +406,23 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
     from deepfake_detection.data.pipeline import load_splits, sample
 
     tracking.configure()
+    access.require(
+        f"log compare runs in experiment {settings.experiment!r} (readers compare with --experiment "
+        f"{access.COMPARISONS})",
+        experiment=settings.experiment,
+        experiment_level="EDIT",
+    )
     parts = load_splits(settings.data, settings.num_samples, settings.seed, SPLITS)
     # PCA + SVM are fit on train and thresholded on valid: a capped share of them is enough.
     parts |= {s: sample(parts[s], settings.fit_samples, settings.seed) for s in ("train", "valid")}
     models = resolve_models(settings)
     digest = tracking.dataset_digest_of(settings.data)
     tags = {f"model.{m.label}": f"{m.name}/{m.version}" for m in models}
-    with tracking.run("compare", tags={**tags, "step": "compare", "dataset_digest": digest, "positive_class": "fake"}):
+    with tracking.run(
+        "compare",
+        experiment=settings.experiment,
+        tags={**tags, "step": "compare", "dataset_digest": digest, "positive_class": "fake"},
+    ):
         mlflow.log_params({f"compare.{k}": v for k, v in asdict(settings).items()})
         dataset = tracking.log_dataset_input(settings.data, parts, digest, context="evaluation")
         comparison = compute_comparison(settings, parts, models, digest)

@@ -70,3 +70,4 @@ class CompareSettings:
     batch_size: int = 64
     seed: int = 42
     work_dir: str = "outputs"  # embedding cache
+    experiment: str = "deepfake-detection"  # where the compare runs go (readers: deepfake-comparisons)

@@ -302,6 +302,11 @@ def load_pyfunc(model_uri: str):
     """
     from mlflow.exceptions import MlflowException
 
+    from deepfake_detection import access
+
+    if model_uri.startswith("models:/"):  # on a server with authentication: READ on the registered model
+        name = model_uri.removeprefix("models:/").split("@", 1)[0].split("/", 1)[0]
+        access.require(f"load {model_uri}", models=[name], model_level="READ")
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except (MlflowException, OSError) as error:

@@ -30,10 +30,13 @@ def registered_name(architecture: str) -> str:
 
 @dataclass(frozen=True)
 class Election:
-    """The registry state the election asks for: a champion and, if any, a challenger."""
+    """The registry state the election asks for: a champion and, if any, a challenger.
+    ``held_back``: the version the election made champion but the user may not release
+    (:func:`within_reach`)."""
 
     champion: str | None
     challenger: str | None
+    held_back: str | None = None
 
 
 def elect(
@@ -72,6 +75,15 @@ def elect(
     return Election(champion=str(best.version), challenger=str(max(newer)) if newer else None)
 
 
+def within_reach(election: Election, current_champion: str | None, versions: list) -> Election:
+    """The election as far as a user who may not move the champion can take it: the champion
+    stays, the newest version after it is challenger, the elected one is ``held_back``."""
+    if election.champion == current_champion:
+        return election
+    newer = [int(v.version) for v in versions if current_champion is None or int(v.version) > int(current_champion)]
+    return Election(current_champion, str(max(newer)) if newer else None, held_back=election.champion)
+
+
 def register(
     model_uri: str,
     architecture: str,
@@ -88,7 +100,9 @@ def register(
     ``valid`` / ``test``: the version's metrics (``roc_auc`` from each, and the test interval's
     ``roc_auc_ci_low`` / ``roc_auc_ci_high`` when present, are kept as tags). A ``degenerate``
     version (no better than chance on valid) is registered but never elected champion.
-    Returns ``(version, role)``, role ``champion`` or ``challenger``.
+    Returns ``(version, role)``, role ``champion`` or ``challenger``. A user who may register but
+    not release (a trainer on a server with :mod:`deepfake_detection.access`) leaves a version the
+    election would make champion as challenger, tagged ``awaiting_release``, and is told so.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -108,11 +122,25 @@ def register(
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     try:
         describe(client, name, architecture, version, image_size, dataset_digest, run_id, valid, test)
-        champion = settle(client, architecture, dataset_digest)
-    except BaseException:
-        client.delete_model_version(name, version)
+        settled = settle(client, architecture, dataset_digest)
+    except BaseException as error:
+        try:
+            client.delete_model_version(name, version)
+        except Exception as undo:  # e.g. a trainer may not delete versions (MANAGE)
+            raise TrackingError(
+                f"{name} version {version} was registered, then {type(error).__name__}: {error}; removing it "
+                f"failed too ({undo}); it is left for someone with MANAGE on {name} to delete"
+            ) from error
         raise
-    return version, CHAMPION if champion == version else CHALLENGER
+    if settled.held_back == version:
+        client.set_model_version_tag(name, version, "awaiting_release", "true")
+        print(
+            f"{name} version {version} has the best valid ROC-AUC ({tags[VALID_SCORE]}) and would be {CHAMPION}, "
+            f"but this user may not move @{CHAMPION} / {STAGES[CHAMPION]} (MANAGE on {name}, the release-manager "
+            f"role): it stays {CHALLENGER} ({STAGES[CHALLENGER]}). A release manager promotes it with "
+            f"`deepfake-detection promote --arch {architecture} --version {version}`."
+        )
+    return version, CHAMPION if settled.champion == version else CHALLENGER
 
 
 def _interval(metrics: dict, key: str) -> str:
@@ -147,8 +175,9 @@ def describe(client, name, architecture, version, image_size, dataset_digest, ru
     client.update_model_version(name, version, description="; ".join(lines))
 
 
-def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> str | None:
-    """Bring the registry to the :func:`elect` state; return the champion's version (``None``: none).
+def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> Election:
+    """Bring the registry to the :func:`elect` state (:func:`within_reach` of a user who may not
+    release) and return it.
 
     Each process ends with a read confirming that state for every version it sees; a version
     created after that read belongs to a process that reads (and corrects) later, and both
@@ -157,7 +186,10 @@ def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> 
     """
     from mlflow.exceptions import MlflowException
 
+    from deepfake_detection import access
+
     name = registered_name(architecture)
+    releasable = access.may_release(name)
     last_error: Exception | str = "the registry kept changing"
     for _ in range(rounds):
         model = client.get_registered_model(name)  # its aliases and tags, then every version
@@ -170,6 +202,8 @@ def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> 
             hand_picked=model.tags.get(HAND_PICKED, ""),
             among=int(model.tags.get(HAND_PICKED_AMONG, 0)),
         )
+        if not releasable:
+            election = within_reach(election, aliases.get(CHAMPION), versions)
         stages = {str(v.version): v.current_stage for v in versions}
         wrong = [
             (role, version)
@@ -178,7 +212,7 @@ def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> 
             or (version is not None and (aliases.get(role) != version or stages[version] != STAGES[role]))
         ]
         if not wrong:
-            return election.champion
+            return election
         try:
             for role, version in wrong:
                 if version is None:

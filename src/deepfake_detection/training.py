@@ -21,7 +21,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from deepfake_detection import registry, tracking, views
+from deepfake_detection import access, registry, tracking, views
 from deepfake_detection.architectures import Architecture
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.errors import SettingsError
@@ -621,6 +621,13 @@ def run_training(
         multihost.follow(multihost.Cluster.join(settings, digest), settings, parts, digest)
         return []
     tracking.configure()
+    access.require(
+        f"train and register {', '.join(names)}",
+        experiment=settings.experiment,
+        experiment_level="EDIT",
+        models=[registry.registered_name(n) for n in names],
+        model_level="EDIT",
+    )
     settings, parts, digest = load_training_data(settings)
     if settings.distribute == "multi-host":
         from deepfake_detection import multihost
