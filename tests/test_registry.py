@@ -136,3 +136,16 @@ def test_registry_pages_say_what_a_model_is_how_to_load_it_and_how_good(tmp_path
     assert described.startswith("test ROC-AUC 0.982 [95 % CI 0.972, 0.990]; test accuracy 0.900; test f1 0.910")
     for needed in ("valid ROC-AUC 0.981", "dataset digest abc123", "run run42", "positive class: fake (1)"):
         assert needed in described, needed
+
+
+def test_a_user_who_may_not_release_takes_the_election_only_as_far_as_the_challenger():
+    versions = [_version(1, 0.6), _version(2, 0.5), _version(3, 0.7)]
+    election = registry.elect(versions, "1", dataset_digest="d")
+    assert election == registry.Election("3", None)
+    assert registry.within_reach(election, "1", versions) == registry.Election("1", "3", held_back="3")
+    first = [_version(1, 0.6)]  # no champion yet: the first version waits as challenger
+    assert registry.within_reach(registry.elect(first, None, dataset_digest="d"), None, first) == registry.Election(
+        None, "1", held_back="1"
+    )
+    worse = registry.elect(versions[:2], "1", dataset_digest="d")  # the champion stays anyway: nothing held back
+    assert registry.within_reach(worse, "1", versions[:2]) == worse == registry.Election("1", "2")
