@@ -13,14 +13,15 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.server.auth.client import AuthServiceClient
 
-pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.xdist_group("access")]  # one server
+pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 PASSWORDS = {"reader": "reader-pw-3141", "trainer": "trainer-pw-2718", "release-manager": "manager-pw-1618"}
 NAME = "deepfake-npr"
 
 
-@pytest.fixture(scope="session")  # session: kept while xdist runs other modules' tests between these
+@pytest.fixture(scope="session")  # one per pytest worker, kept while it runs other modules' tests
 def server():
     from tracking_server import tracking_server
 
@@ -117,16 +118,17 @@ def aliases(client) -> dict:
     return {alias: str(version) for alias, version in client.get_registered_model(NAME).aliases.items()}
 
 
-def _nothing_logged(server, monkeypatch) -> None:
+def _logged(server, monkeypatch) -> tuple[list, list]:
+    """Every run and every version of ``deepfake-npr`` on the server, as the admin sees them."""
     client = admin_client(server, monkeypatch)
-    experiments = client.search_experiments()
-    assert [r.info.run_name for e in experiments for r in client.search_runs([e.experiment_id])] == []
-    assert client.search_model_versions(f"name = '{NAME}'") == []
+    runs = [r.info.run_id for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    return sorted(runs), sorted(v.version for v in client.search_model_versions(f"name = '{NAME}'"))
 
 
-def test_no_login_a_wrong_password_or_a_missing_permission_stop_train_before_any_work(
+def test_no_login_a_wrong_password_a_missing_permission_or_role_stop_before_any_work(
     roles, bench_dataset, tmp_path, monkeypatch
 ):
+    before = _logged(roles, monkeypatch)
     anonymous = error_line(_train(roles, None, bench_dataset, tmp_path))
     assert roles.url in anonymous and "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD" in anonymous
     wrong = error_line(_train(roles, "trainer", bench_dataset, tmp_path, password="not-the-password"))
@@ -135,8 +137,28 @@ def test_no_login_a_wrong_password_or_a_missing_permission_stop_train_before_any
     assert reader.startswith(f"Error: {roles.url}: user 'reader' may not train and register npr: needs EDIT")
     assert "EDIT on experiment 'deepfake-detection' (has READ)" in reader
     assert "EDIT on registered model 'deepfake-npr' (has READ)" in reader
-    _nothing_logged(roles, monkeypatch)  # no run opened, nothing registered
+    admin_client(roles, monkeypatch)  # the admin makes a login without any role
+    AuthServiceClient(roles.url).create_user("nobody", "nobody-pw-1414")
+    nobody = error_line(_train(roles, "nobody", bench_dataset, tmp_path, password="nobody-pw-1414"))
+    assert "user 'nobody' may not train and register npr: needs EDIT on experiment 'deepfake-detection' (may not" in (
+        nobody
+    )
+    assert "EDIT on registered model 'deepfake-npr' (has NO_PERMISSIONS)" in nobody
+    assert _logged(roles, monkeypatch) == before  # no run opened, nothing registered
     assert not any(tmp_path.iterdir())  # and nothing trained
+    # Users and roles: the admin's, on a server with authentication.
+    refused = error_line(cli(roles, "trainer", "access", "grant", "someone", "--role", "trainer"))
+    assert refused == f"Error: {roles.url}: user 'trainer' is not an admin; roles are managed with the admin's login"
+    (tmp_path / "local").mkdir()
+    local = subprocess.run(
+        [sys.executable, "-m", "deepfake_detection", "access", "init"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path / "local",
+        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+    )
+    assert "is a local store" in error_line(local)
+    assert not Path(tmp_path, "local", "mlflow.db").exists()  # refused before anything is made
 
 
 def test_each_role_may_do_its_part_and_is_refused_the_rest(roles, bench_dataset, tmp_path, monkeypatch):
@@ -190,15 +212,13 @@ def test_each_role_may_do_its_part_and_is_refused_the_rest(roles, bench_dataset,
     assert aliases(admin) == {"champion": "1"}
     assert admin.get_model_version(NAME, "1").current_stage == "Production"
 
-    # Reader: predicts by alias and by stage, and compares into its own experiment (not the trainers').
-    for model in ("npr", "models:/deepfake-npr/Production"):
-        output = tmp_path / f"{model.replace('/', '_').replace(':', '')}.csv"
-        cli(roles, "reader", "predict", "--model", model, "--input", images, "--output", output, check_ok=True)
-        predictions = pd.read_csv(output)
-        assert (
-            len(predictions) == len([f for f in images.rglob("*") if f.is_file()])
-            and predictions["p_fake"].between(0, 1).all()
-        )
+    # Reader: predicts with the champion, and compares into its own experiment (not the trainers').
+    output = tmp_path / "predictions.csv"
+    cli(roles, "reader", "predict", "--model", "npr", "--input", images, "--output", output, check_ok=True)
+    predictions = pd.read_csv(output)
+    assert len(predictions) == len([f for f in images.rglob("*") if f.is_file()])
+    assert set(predictions["model_uri"]) == {"models:/deepfake-npr@champion"}
+    assert predictions["p_fake"].between(0, 1).all()
     compare = ["compare", "--models", "npr", "--data", bench_dataset, "--work-dir", tmp_path / "compare"]
     refused = error_line(cli(roles, "reader", *compare))
     assert "user 'reader' may not log compare runs in experiment 'deepfake-detection'" in refused
@@ -208,17 +228,3 @@ def test_each_role_may_do_its_part_and_is_refused_the_rest(roles, bench_dataset,
     assert {r.data.tags["mlflow.user"] for r in admin.search_runs([comparisons])} == {"reader"}
     shown = cli(roles, "reader", "access", "show", "--arch", "npr", check_ok=True).stdout
     assert "user 'reader', roles: ['deepfake-reader']" in shown and "registered model deepfake-npr: READ" in shown
-
-
-def test_roles_need_the_admin_and_an_authenticated_server(roles, tmp_path):
-    refused = error_line(cli(roles, "trainer", "access", "grant", "someone", "--role", "trainer"))
-    assert refused == f"Error: {roles.url}: user 'trainer' is not an admin; roles are managed with the admin's login"
-    local = subprocess.run(
-        [sys.executable, "-m", "deepfake_detection", "access", "init"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
-    )
-    assert "is a local store" in error_line(local)
-    assert not Path(tmp_path, "mlflow.db").exists()  # refused before anything is made

@@ -115,13 +115,15 @@ def _at_least(found: str, needed: str) -> bool:
 
 
 def _experiment_id(name: str) -> str | None:
+    """The experiment's id; ``None`` when there is no such experiment, ``""`` when the user may
+    not even read it."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
         found = mlflow.get_experiment_by_name(name)
     except MlflowException:
-        return None  # not even readable: reported as missing permission by the caller's check
+        return ""
     return None if found is None else found.experiment_id
 
 
@@ -151,7 +153,9 @@ def require(what: str, *, experiment: str = "", experiment_level: str = "", mode
     missing = []
     if experiment:
         experiment_id = _experiment_id(experiment)
-        if experiment_id is not None:
+        if experiment_id == "":
+            missing.append(f"{experiment_level} on experiment {experiment!r} (may not even read it)")
+        elif experiment_id is not None:
             found = permission(uri, user, "experiment", experiment_id)
             if not _at_least(found, experiment_level):
                 missing.append(f"{experiment_level} on experiment {experiment!r} (has {found})")
@@ -279,7 +283,10 @@ def describe(architectures: list[str]) -> list[str]:
     lines = [f"{uri}: user {user.name!r}" + (" (admin)" if user.is_admin else "") + f", roles: {roles or 'none'}"]
     for experiment in (EXPERIMENT, COMPARISONS):
         experiment_id = _experiment_id(experiment)
-        found = "no such experiment" if experiment_id is None else permission(uri, user, "experiment", experiment_id)
+        if experiment_id:
+            found = permission(uri, user, "experiment", experiment_id)
+        else:
+            found = "no such experiment" if experiment_id is None else "NO_PERMISSIONS"
         lines.append(f"  experiment {experiment}: {found}")
     for name in (registry.registered_name(a) for a in architectures):
         found = permission(uri, user, "registered_model", name) if _model_exists(name) else "no such model"
