@@ -56,10 +56,14 @@ def _http(uri: str):
 
 def _call(uri: str, method: str, endpoint: str, **kwargs):
     """One REST call with MLflow's credentials for ``uri``; the response, whatever its status."""
+    from mlflow.exceptions import MlflowException
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
 
-    return http_request(get_default_host_creds(uri), endpoint, method, max_retries=0, timeout=30, **kwargs)
+    try:
+        return http_request(get_default_host_creds(uri), endpoint, method, max_retries=0, timeout=30, **kwargs)
+    except MlflowException as error:  # connection refused, timeout
+        raise TrackingError(f"cannot reach the MLflow tracking server at {uri}: {error}") from None
 
 
 def _json(uri: str, method: str, endpoint: str, what: str, **kwargs) -> dict:
