@@ -13,9 +13,6 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.server.auth.client import AuthServiceClient
-
-pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 PASSWORDS = {"reader": "reader-pw-3141", "trainer": "trainer-pw-2718", "release-manager": "manager-pw-1618"}
 NAME = "deepfake-npr"
@@ -125,6 +122,8 @@ def _logged(server, monkeypatch) -> tuple[list, list]:
     return sorted(runs), sorted(v.version for v in client.search_model_versions(f"name = '{NAME}'"))
 
 
+@pytest.mark.server
+@pytest.mark.slow
 def test_no_login_a_wrong_password_a_missing_permission_or_role_stop_before_any_work(
     roles, bench_dataset, tmp_path, monkeypatch
 ):
@@ -137,6 +136,8 @@ def test_no_login_a_wrong_password_a_missing_permission_or_role_stop_before_any_
     assert reader.startswith(f"Error: {roles.url}: user 'reader' may not train and register npr: needs EDIT")
     assert "EDIT on experiment 'deepfake-detection' (has READ)" in reader
     assert "EDIT on registered model 'deepfake-npr' (has READ)" in reader
+    from mlflow.server.auth.client import AuthServiceClient  # the server extra (Flask-WTF)
+
     admin_client(roles, monkeypatch)  # the admin makes a login without any role
     AuthServiceClient(roles.url).create_user("nobody", "nobody-pw-1414")
     nobody = error_line(_train(roles, "nobody", bench_dataset, tmp_path, password="nobody-pw-1414"))
@@ -161,6 +162,8 @@ def test_no_login_a_wrong_password_a_missing_permission_or_role_stop_before_any_
     assert not Path(tmp_path, "local", "mlflow.db").exists()  # refused before anything is made
 
 
+@pytest.mark.server
+@pytest.mark.slow
 def test_each_role_may_do_its_part_and_is_refused_the_rest(roles, bench_dataset, tmp_path, monkeypatch):
     # Trainer: trains and registers; the election would make the first version champion, but the
     # trainer may not move @champion: challenger / Staging, and the output says who promotes it.
@@ -228,3 +231,35 @@ def test_each_role_may_do_its_part_and_is_refused_the_rest(roles, bench_dataset,
     assert {r.data.tags["mlflow.user"] for r in admin.search_runs([comparisons])} == {"reader"}
     shown = cli(roles, "reader", "access", "show", "--arch", "npr", check_ok=True).stdout
     assert "user 'reader', roles: ['deepfake-reader']" in shown and "registered model deepfake-npr: READ" in shown
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "decision"),
+    [
+        ("/api/2.0/mlflow/registered-models/alias", {"name": NAME, "alias": "champion"}, "moving the champion alias"),
+        (
+            "/ajax-api/2.0/mlflow/registered-models/alias",
+            {"name": NAME, "alias": "champion"},
+            "moving the champion alias",
+        ),
+        ("/api/2.0/mlflow/registered-models/alias", {"name": NAME, "alias": "challenger"}, ""),
+        (
+            "/api/2.0/mlflow/model-versions/transition-stage",
+            {"name": NAME, "stage": "production"},
+            "moving a version into Production",
+        ),
+        ("/api/2.0/mlflow/registered-models/rename", {"name": NAME, "new_name": "x"}, "renaming it"),
+        (
+            "/api/2.0/mlflow/registered-models/set-tag",
+            {"name": NAME, "key": "champion_promoted_by_hand"},
+            "changing the record",
+        ),
+        ("/api/2.0/mlflow/registered-models/set-tag", {"name": NAME, "key": "image_size"}, ""),
+        ("/api/2.0/mlflow/registered-models/update", {"name": NAME, "description": "d"}, ""),
+    ],
+)
+def test_which_registry_requests_are_release_decisions(path, params, decision):
+    from deepfake_detection.access import _release_decision
+
+    found = _release_decision(path, params)
+    assert found.startswith(decision) and bool(found) == bool(decision)
