@@ -207,7 +207,6 @@ def init(architectures: list[str]) -> dict[str, list[str]]:
     """Create the experiments, one registered model per architecture and the three roles with
     their permissions, as the admin (so that no trainer owns them); run again, it changes only
     what differs. Returns each role's permissions."""
-    import mlflow
     from mlflow import MlflowClient
 
     from deepfake_detection import registry, tracking
@@ -264,13 +263,17 @@ def init(architectures: list[str]) -> dict[str, list[str]]:
             f"{model_level} on {', '.join(models)}",
             f"{comparisons_level} on experiment {COMPARISONS}",
         ]
-    mlflow.set_tracking_uri(uri)
     return summary
 
 
-def user_exists(uri: str, username: str) -> bool:
-    _admin(uri)
+def _has_user(uri: str, username: str) -> bool:
     return _call(uri, "GET", "/api/2.0/mlflow/users/get", params={"username": username}).status_code == 200
+
+
+def user_exists(uri: str, username: str) -> bool:
+    """Whether ``username`` is on the server (asked with the admin's login, which this checks)."""
+    _admin(uri)
+    return _has_user(uri, username)
 
 
 def describe(architectures: list[str]) -> list[str]:
@@ -310,7 +313,7 @@ def grant(username: str, role: str, password: str = "") -> bool:
     roles = _roles(uri)
     if role_name(role) not in roles:
         raise TrackingError(f"{uri} has no role {role_name(role)}: run `deepfake-detection access init` first")
-    exists = user_exists(uri, username)
+    exists = _has_user(uri, username)
     if not exists:
         if not password:
             raise TrackingError(f"{uri} has no user {username!r}: give a password to create it")

@@ -66,7 +66,7 @@ def resolve_models(settings: CompareSettings) -> list[ResolvedModel]:
             uris.append(f"models:/{name}/{settings.stage}" if settings.stage else f"models:/{name}@{settings.alias}")
     access.require(
         "load " + ", ".join(uris),
-        models=[uri.removeprefix("models:/").split("@", 1)[0].split("/", 1)[0] for uri in uris],
+        models=[registry.name_in_uri(uri) for uri in uris],
         model_level="READ",
     )
     resolved, missing = [], []

@@ -302,11 +302,10 @@ def load_pyfunc(model_uri: str):
     """
     from mlflow.exceptions import MlflowException
 
-    from deepfake_detection import access
+    from deepfake_detection import access, registry
 
     if model_uri.startswith("models:/"):  # on a server with authentication: READ on the registered model
-        name = model_uri.removeprefix("models:/").split("@", 1)[0].split("/", 1)[0]
-        access.require(f"load {model_uri}", models=[name], model_level="READ")
+        access.require(f"load {model_uri}", models=[registry.name_in_uri(model_uri)], model_level="READ")
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except (MlflowException, OSError) as error:

@@ -28,6 +28,11 @@ def registered_name(architecture: str) -> str:
     return f"deepfake-{architecture}"
 
 
+def name_in_uri(model_uri: str) -> str:
+    """The registered model a ``models:/<name>@<alias>`` or ``models:/<name>/<stage or version>`` URI names."""
+    return model_uri.removeprefix("models:/").split("@", 1)[0].split("/", 1)[0]
+
+
 @dataclass(frozen=True)
 class Election:
     """The registry state the election asks for: a champion and, if any, a challenger.
