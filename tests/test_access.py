@@ -259,7 +259,7 @@ def test_each_role_may_do_its_part_and_is_refused_the_rest(roles, bench_dataset,
     ],
 )
 def test_which_registry_requests_are_release_decisions(path, params, decision):
-    from deepfake_detection.access import _release_decision
+    from deepfake_detection.access.server import release_decision
 
-    found = _release_decision(path, params)
+    found = release_decision(path, params)
     assert found.startswith(decision) and bool(found) == bool(decision)

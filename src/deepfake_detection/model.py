@@ -302,10 +302,11 @@ def load_pyfunc(model_uri: str):
     """
     from mlflow.exceptions import MlflowException
 
-    from deepfake_detection import access, registry
+    from deepfake_detection import registry
+    from deepfake_detection.access.client import require
 
     if model_uri.startswith("models:/"):  # on a server with authentication: READ on the registered model
-        access.require(f"load {model_uri}", models=[registry.name_in_uri(model_uri)], model_level="READ")
+        require(f"load {model_uri}", models=[registry.name_in_uri(model_uri)], model_level="READ")
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except (MlflowException, OSError) as error:

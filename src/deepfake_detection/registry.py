@@ -99,15 +99,18 @@ def register(
     test: dict,
     degenerate: bool = False,
     image_size: int | None = None,
+    may_release: bool = True,
 ) -> tuple[str, str]:
     """Register ``model_uri`` as ``deepfake-<arch>`` and hold the election; undo the version on failure.
 
     ``valid`` / ``test``: the version's metrics (``roc_auc`` from each, and the test interval's
     ``roc_auc_ci_low`` / ``roc_auc_ci_high`` when present, are kept as tags). A ``degenerate``
     version (no better than chance on valid) is registered but never elected champion.
-    Returns ``(version, role)``, role ``champion`` or ``challenger``. A user who may register but
-    not release (a trainer on a server with :mod:`deepfake_detection.access`) leaves a version the
-    election would make champion as challenger, tagged ``awaiting_release``, and is told so.
+    Returns ``(version, role)``, role ``champion`` or ``challenger``. The caller decides whether
+    this user ``may_release`` (move the champion; :func:`deepfake_detection.access.client.may_release`):
+    one who may register but not release (a trainer on a server with authentication) leaves a
+    version the election would make champion as challenger, tagged ``awaiting_release``, and is
+    told so.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -127,7 +130,7 @@ def register(
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     try:
         describe(client, name, architecture, version, image_size, dataset_digest, run_id, valid, test)
-        settled = settle(client, architecture, dataset_digest)
+        settled = settle(client, architecture, dataset_digest, may_release=may_release)
     except BaseException as error:
         try:
             client.delete_model_version(name, version)
@@ -180,9 +183,9 @@ def describe(client, name, architecture, version, image_size, dataset_digest, ru
     client.update_model_version(name, version, description="; ".join(lines))
 
 
-def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> Election:
-    """Bring the registry to the :func:`elect` state (:func:`within_reach` of a user who may not
-    release) and return it.
+def settle(client, architecture: str, dataset_digest: str, rounds: int = 20, may_release: bool = True) -> Election:
+    """Bring the registry to the :func:`elect` state (:func:`within_reach` when the user may not
+    release: ``may_release`` is the caller's decision) and return it.
 
     Each process ends with a read confirming that state for every version it sees; a version
     created after that read belongs to a process that reads (and corrects) later, and both
@@ -191,10 +194,7 @@ def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> 
     """
     from mlflow.exceptions import MlflowException
 
-    from deepfake_detection import access
-
     name = registered_name(architecture)
-    releasable = access.may_release(name)
     last_error: Exception | str = "the registry kept changing"
     for _ in range(rounds):
         model = client.get_registered_model(name)  # its aliases and tags, then every version
@@ -207,7 +207,7 @@ def settle(client, architecture: str, dataset_digest: str, rounds: int = 20) -> 
             hand_picked=model.tags.get(HAND_PICKED, ""),
             among=int(model.tags.get(HAND_PICKED_AMONG, 0)),
         )
-        if not releasable:
+        if not may_release:
             election = within_reach(election, aliases.get(CHAMPION), versions)
         stages = {str(v.version): v.current_stage for v in versions}
         wrong = [
