@@ -17,15 +17,10 @@ from unittest import mock
 from deepfake_detection import tracking
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.errors import TuningError
-from deepfake_detection.training import (
-    ArchitectureResult,
-    Search,
-    check_settings,
-    distribution_strategy,
-    load_training_data,
-    run_training,
-    study_dir,
-)
+from deepfake_detection.training.fit import distribution_strategy
+from deepfake_detection.training.run import run_training
+from deepfake_detection.training.study import Search, check_settings, load_training_data, study_dir
+from deepfake_detection.training.summary import ArchitectureResult
 
 log = logging.getLogger(__name__)
 

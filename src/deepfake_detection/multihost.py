@@ -158,7 +158,15 @@ class Cluster:
         if differ:
             raise DistributedError(f"{self.name}: settings differ from process 0's: " + "; ".join(differ))
 
-    # -- the fit ------------------------------------------------------------------------------------
+    # -- the fit: the placement a final fit is handed (training.fit.Placement) -------------------------
+
+    @property
+    def logs(self) -> bool:
+        return self.chief  # process 0 alone logs and registers
+
+    @property
+    def processes(self) -> int:
+        return self.num_processes
 
     def distribution(self):
         """Data parallelism over every device of every process (each process's GPUs, else its CPU)."""
@@ -168,7 +176,7 @@ class Cluster:
         devices = keras.distribution.list_devices(jax.devices()[0].platform)
         return keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
 
-    def shard(self, search):
+    def feed(self, search):
         """``search`` with this process's shard of train and valid (every N-th file from its
         index; all shards cut to the same length so every process runs the same steps, leaving
         out at most N - 1 files) and its share of the global batch."""
@@ -182,6 +190,33 @@ class Cluster:
             parts[split] = rows.iloc[i::n].iloc[:size]
         settings = replace(search.settings, batch_size=search.settings.batch_size // n)
         return replace(search, parts=parts, settings=settings)
+
+    @contextlib.contextmanager
+    def scope(self, name: str):
+        """The data-parallel distribution; an error inside (most often another process gone: its
+        connection closes) becomes one that says so."""
+        try:
+            with self.distribution().scope():
+                yield
+        except Exception as error:
+            raise DistributedError(
+                f"{self.name}: the data-parallel {name} fit stopped: {type(error).__name__}: {str(error)[:500]} "
+                "(when another process stopped, its output says why); nothing is registered"
+            ) from error
+
+    def start(self, name: str, best, epochs: int) -> dict:
+        """Process 0 asks the others to join this fit (they run :func:`follow`)."""
+        if self.chief:
+            self.send("fit", architecture=name, hyperparameters=best.get_config(), epochs=epochs)
+        return {}
+
+    def checkpoints(self, folder) -> list:
+        return []  # saving makes variables, which under a multi-host distribution takes every process
+
+    def finish(self, model, name: str, build):
+        """Process 0's local copy of the common weights, once every process has the same."""
+        digest = self.agree_on_weights(model, name)
+        return local_copy(model, build), digest
 
     def agree_on_weights(self, model, architecture: str) -> str:
         """The sha256 of the fitted weights; process 0 checks that every process has the same."""
@@ -293,13 +328,10 @@ def local_copy(model, build):
     return copy
 
 
-def follow(cluster: Cluster, settings, parts: dict, digest: str) -> None:
-    """Processes other than 0: run each final fit process 0 asks for, log nothing, and return
-    when process 0 is done (raise if it failed)."""
-    import keras_tuner as kt
-
-    from deepfake_detection.training import Search, final_fit
-
+def follow(cluster: Cluster, fit) -> None:
+    """Processes other than 0: run each final fit process 0 asks for with ``fit(architecture,
+    hyperparameters_config, epochs)`` (which returns the fit), log nothing, and return when
+    process 0 is done (raise if it failed)."""
     print(f"{cluster.name}: process 0 searches, logs and registers; this process fits its shard", flush=True)
     while True:
         message = cluster.receive()
@@ -310,13 +342,11 @@ def follow(cluster: Cluster, settings, parts: dict, digest: str) -> None:
         if message["kind"] == "failed":
             raise DistributedError(f"process 0 stopped: {message['error']}")
         name = message["architecture"]
-        search = Search.create(name, settings, parts, digest)
-        best = kt.HyperParameters.from_config(message["hyperparameters"])
         print(f"{cluster.name}: {name}: fitting its shard, {message['epochs']} epoch(s)", flush=True)
-        fit = final_fit(search, best, None, message["epochs"], cluster)
+        done = fit(name, message["hyperparameters"], message["epochs"])
         print(
-            f"{cluster.name}: {name} fitted its shard ({fit.epochs_run} epochs, weights sha256 "
-            f"{fit.weights_sha256[:12]})",
+            f"{cluster.name}: {name} fitted its shard ({done.epochs_run} epochs, weights sha256 "
+            f"{done.weights_sha256[:12]})",
             flush=True,
         )
 
