@@ -13,6 +13,7 @@ from conftest import jpeg_bytes, write_140k, write_ciplab
 from PIL import Image
 
 from deepfake_detection.data import prepare as prepare_module
+from deepfake_detection.data import writer
 from deepfake_detection.data.images import BadImage, check_image
 from deepfake_detection.data.pipeline import make_dataset
 from deepfake_detection.data.prepare import prepare_kaggle
@@ -162,7 +163,7 @@ def test_a_file_that_is_not_a_zip_is_a_clear_error(tmp_path):
 
 def test_failure_while_writing_leaves_nothing_behind(k140, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_place = prepare_module._place
+    real_place = writer._place
 
     def failing_place(*args, **kwargs):
         calls["n"] += 1
@@ -170,7 +171,7 @@ def test_failure_while_writing_leaves_nothing_behind(k140, tmp_path, monkeypatch
             raise OSError("disk full (simulated)")
         return real_place(*args, **kwargs)
 
-    monkeypatch.setattr(prepare_module, "_place", failing_place)
+    monkeypatch.setattr(writer, "_place", failing_place)
     with pytest.raises(OSError, match="disk full"):
         prepare_kaggle(tmp_path / "out", kaggle_140k=k140, progress=False)
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
@@ -182,7 +183,7 @@ def test_existing_output_is_kept_unless_overwrite(k140, tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="already exists; pass --overwrite"):
         prepare_kaggle(tmp_path / "out", kaggle_140k=k140, progress=False)
     # A failed overwrite keeps the old dataset intact.
-    monkeypatch.setattr(prepare_module, "_place", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
+    monkeypatch.setattr(writer, "_place", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
     with pytest.raises(OSError):
         prepare_kaggle(tmp_path / "out", kaggle_140k=k140, progress=False, overwrite=True)
     assert (tmp_path / "out" / "manifest.csv").read_bytes() == before and _leftovers(tmp_path) == []

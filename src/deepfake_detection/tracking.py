@@ -151,7 +151,7 @@ def log_prepared_dataset(report, context: str = "prepared") -> None:
     import mlflow
     import pandas as pd
 
-    from deepfake_detection.data.prepare import MANIFEST, REJECTED, SUMMARY
+    from deepfake_detection.data.writer import MANIFEST, REJECTED, SUMMARY
 
     root = Path(report.output)
     mlflow.log_params({f"prepare.{k}": v for k, v in {"source": report.source, **report.settings}.items()})

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from deepfake_detection.config import TrainSettings
-from deepfake_detection.data.prepare import MANIFEST
+from deepfake_detection.data.writer import MANIFEST
 from deepfake_detection.data.sources import LABELS
 from deepfake_detection.errors import DatasetError
 
