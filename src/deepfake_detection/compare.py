@@ -13,38 +13,28 @@ writes the report files and logs them with the metrics, embeddings and plots to 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from deepfake_detection import access, analysis, evaluation, registry, tracking, views
+from deepfake_detection import analysis, evaluation, registry, tracking, views
+from deepfake_detection.access import client as access
+from deepfake_detection.comparison import (
+    TABLE_METRICS,
+    ClassifierResult,
+    Comparison,
+    PCAAnalysis,
+    ResolvedModel,
+    cnn_head_result,
+    pca_svm_result,
+)
+from deepfake_detection.comparison_report import write_and_log
 from deepfake_detection.config import CompareSettings
 from deepfake_detection.errors import MissingModelError
 
 log = logging.getLogger(__name__)
-TABLE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision")
-TABLE_COLUMNS = (
-    "model",
-    "version",
-    "classifier",
-    *(f"{m}{end}" for m in TABLE_METRICS for end in ("", "_ci_low", "_ci_high")),
-    "kmeans_ari",
-    "embedding_dim",
-    "fit_seconds",
-)
 SPLITS = ("train", "valid", "test")
-CLASSIFIER_NAMES = {"cnn_head": "CNN head", "pca_svm": "PCA+SVM", "pca_svm_nystroem": "PCA+SVM (Nystroem)"}
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    label: str  # short name for tables and plots
-    uri: str
-    name: str
-    version: str
 
 
 def resolve_models(settings: CompareSettings) -> list[ResolvedModel]:
@@ -106,184 +96,6 @@ def resolve_models(settings: CompareSettings) -> list[ResolvedModel]:
     return resolved
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    return table.to_markdown(index=False, floatfmt=".3f") + "\n"
-
-
-@dataclass(frozen=True)
-class PCAAnalysis:
-    """What the report shows of an SVM pipeline's scaler + PCA step."""
-
-    fit_rows: int  # rows PCA was fit on: the train split only
-    cumulative_variance: np.ndarray  # of the kept components
-    test_components: np.ndarray  # first two principal components of the test embeddings
-    kmeans_ari: float  # k-means (k = 2) on all kept test components against the labels
-
-
-@dataclass(frozen=True)
-class ClassifierResult:
-    """One classifier on one model's embeddings, scored on the test split."""
-
-    model: str  # ResolvedModel.label
-    version: str
-    classifier: str  # a key of CLASSIFIER_NAMES
-    embedding_dim: int
-    fit_seconds: float  # nan for the CNN head, trained elsewhere
-    threshold: float
-    y_test: np.ndarray
-    scores: np.ndarray  # p_fake, or SVM decision values squashed to (0, 1)
-    metrics: dict[str, float]  # evaluation.binary_metrics at ``threshold``
-    pca: PCAAnalysis | None = None  # on each model's first SVM only
-
-    @property
-    def name(self) -> str:
-        return f"{self.model} {CLASSIFIER_NAMES[self.classifier]}"
-
-    def row(self) -> dict:
-        return {
-            "model": self.model,
-            "version": self.version,
-            "classifier": self.classifier,
-            **{k: self.metrics[k] for k in TABLE_COLUMNS if k in self.metrics},
-            "kmeans_ari": self.pca.kmeans_ari if self.pca else float("nan"),
-            "embedding_dim": self.embedding_dim,
-            "fit_seconds": self.fit_seconds,
-        }
-
-
-def cnn_head_result(
-    model: ResolvedModel, y_test, p_fake, threshold: float, embedding_dim: int, seed: int = 0
-) -> ClassifierResult:
-    """The CNN's own output at the threshold it was trained with."""
-    metrics = evaluation.metrics_with_intervals(y_test, p_fake, threshold, seed=seed)
-    return ClassifierResult(
-        model.label, model.version, "cnn_head", embedding_dim, float("nan"), threshold, y_test, p_fake, metrics
-    )
-
-
-def pca_svm_result(
-    model: ResolvedModel,
-    embeddings: dict[str, np.ndarray],
-    y: dict[str, np.ndarray],
-    svm: analysis.SVMSettings,
-    approximate: bool = False,
-    analyse_pca: bool = False,
-) -> ClassifierResult:
-    """Scaler → PCA → SVM fit on train, thresholded on valid, scored on test (``embeddings`` and
-    ``y`` by split); ``analyse_pca`` also keeps what the report shows of the PCA."""
-    started = time.perf_counter()
-    pipeline = analysis.fit_pca_svm(embeddings["train"], y["train"], svm, approximate=approximate)
-    seconds = time.perf_counter() - started
-    threshold = evaluation.choose_threshold(y["valid"], analysis.svm_scores(pipeline, embeddings["valid"]))
-    scores = analysis.svm_scores(pipeline, embeddings["test"])
-    pca = None
-    if analyse_pca:
-        components = analysis.principal_components(pipeline, embeddings["test"])
-        fitted = pipeline.named_steps["pca"]
-        pca = PCAAnalysis(
-            fit_rows=fitted.n_samples_,
-            cumulative_variance=np.cumsum(fitted.explained_variance_ratio_),
-            test_components=components[:, :2],
-            kmeans_ari=analysis.kmeans_ari(components, y["test"], svm.seed),
-        )
-    return ClassifierResult(
-        model.label,
-        model.version,
-        "pca_svm_nystroem" if approximate else "pca_svm",
-        embeddings["test"].shape[1],
-        seconds,
-        threshold,
-        y["test"],
-        scores,
-        evaluation.metrics_with_intervals(y["test"], scores, threshold, seed=svm.seed),
-        pca,
-    )
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Every classifier of every model, and what the report and the run derive from them."""
-
-    records: tuple[ClassifierResult, ...]
-    robustness: pd.DataFrame | None = None  # robustness.evaluate rows of every model, when asked for
-    embedding_files: tuple[tuple[str, Path], ...] = ()  # (model label, embeddings folder) to log
-
-    def table(self) -> pd.DataFrame:
-        """One row per record; the robustness rows ride along as ``attrs["robustness"]``."""
-        table = pd.DataFrame([r.row() for r in self.records], columns=list(TABLE_COLUMNS))
-        if self.robustness is not None:
-            table.attrs["robustness"] = self.robustness
-        return table
-
-    def differences(self, seed: int = 0) -> pd.DataFrame:
-        """Paired bootstrap of the test ROC-AUC: every two models under the same classifier, and each
-        model's CNN head against its PCA+SVM. A pair differs when the 95 % interval excludes 0."""
-        by_kind: dict[str, list[ClassifierResult]] = {}
-        for r in self.records:
-            by_kind.setdefault(r.classifier, []).append(r)
-        pairs = [(a, b) for group in by_kind.values() for i, a in enumerate(group) for b in group[i + 1 :]]
-        heads = {r.model: r for r in by_kind.get("cnn_head", [])}
-        pairs += [(heads[r.model], r) for r in by_kind.get("pca_svm", []) if r.model in heads]
-        rows = []
-        for a, b in pairs:
-            d = evaluation.paired_roc_auc_difference(a.y_test, a.scores, b.scores, seed=seed)
-            better = a.name if d.difference > 0 else b.name
-            verdict = f"{better} is better" if d.significant else "no significant difference"
-            rows.append(
-                {
-                    "a": a.name,
-                    "b": b.name,
-                    "roc_auc_difference": d.difference,
-                    "ci_low": d.low,
-                    "ci_high": d.high,
-                    "significant": d.significant,
-                    "verdict": verdict,
-                }
-            )
-        return pd.DataFrame(
-            rows, columns=["a", "b", "roc_auc_difference", "ci_low", "ci_high", "significant", "verdict"]
-        )
-
-    def roc_panels(self) -> dict[str, dict[str, evaluation.RocCurve]]:
-        """Classifier title → model → its test ROC curve, classifiers in the table's order."""
-        panels: dict[str, dict[str, evaluation.RocCurve]] = {}
-        for r in self.records:
-            panels.setdefault(CLASSIFIER_NAMES[r.classifier], {})[r.model] = evaluation.roc_points(r.y_test, r.scores)
-        return panels
-
-    def confusions(self) -> dict[str, dict]:
-        """Every classifier of every model, titled like the table (e.g. "npr PCA+SVM (Nystroem)")."""
-        return {r.name: r.metrics for r in self.records}
-
-    def explained_variance(self) -> dict[str, np.ndarray]:
-        return {r.model: r.pca.cumulative_variance for r in self.records if r.pca}
-
-    def pca_points(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        return {r.model: (r.pca.test_components, r.y_test) for r in self.records if r.pca}
-
-    def classifier_runs(self) -> list[tuple[str, dict, dict[str, float]]]:
-        """``(run name, params, metrics)`` per model and classifier, in long format: the same
-        metric keys in every run (the table's metrics and their intervals, the counts,
-        ``fit_seconds``; ``pca_fit_rows`` and ``kmeans_ari`` on the PCA's SVM; the robustness
-        ROC-AUCs on the CNN head), params ``architecture``, ``classifier``, ``version``."""
-        robust: dict[str, dict[str, float]] = {}
-        if self.robustness is not None:
-            for row in self.robustness.itertuples(index=False):
-                robust.setdefault(row.model, {})[f"robustness_{row.perturbation}_roc_auc"] = float(row.roc_auc)
-        runs = []
-        for r in self.records:
-            metrics = {k: float(v) for k, v in r.metrics.items() if np.isfinite(v)}
-            if np.isfinite(r.fit_seconds):
-                metrics["fit_seconds"] = r.fit_seconds
-            if r.pca:
-                metrics |= {"pca_fit_rows": float(r.pca.fit_rows), "kmeans_ari": r.pca.kmeans_ari}
-            if r.classifier == "cnn_head":
-                metrics |= robust.get(r.model, {})
-            params = {"architecture": r.model, "classifier": r.classifier, "version": r.version}
-            runs.append((f"compare-{r.model}-{r.classifier}", params | {"embedding_dim": r.embedding_dim}, metrics))
-        return runs
-
-
 def _embeddings(settings: CompareSettings, model: ResolvedModel, detector, parts: dict, digest: str):
     """``(embeddings, head outputs, folders)`` of every split, streamed to and mapped from disk."""
     from deepfake_detection.embeddings import cached_extract
@@ -331,74 +143,6 @@ def compute_comparison(
     return Comparison(tuple(records), pd.DataFrame(robust) if robust else None, tuple(files))
 
 
-def _figures(comparison: Comparison) -> dict:
-    """File name → Figure."""
-    from deepfake_detection import plots
-
-    figures = {
-        "roc_overlay.png": plots.roc_panels_figure(comparison.roc_panels()),
-        "pca_explained_variance.png": plots.explained_variance_figure(comparison.explained_variance()),
-        "pca_scatter.png": plots.pca_scatter_figure(comparison.pca_points(), comparison.explained_variance()),
-        "confusion_matrices.png": plots.confusion_grid_figure(comparison.confusions()),
-    }
-    if comparison.robustness is not None:
-        from deepfake_detection.robustness import robustness_figure
-
-        figures["robustness.png"] = robustness_figure(comparison.robustness)
-    return figures
-
-
-def write_and_log(comparison: Comparison, differences: pd.DataFrame, report: Path, dataset=None) -> None:
-    """Write the report files under ``report`` and log them, the metrics, embeddings and plots to
-    the active run; one child run per model and classifier, with ``dataset`` as its input."""
-    import matplotlib.pyplot as plt
-    import mlflow
-
-    for label, folder in comparison.embedding_files:
-        mlflow.log_artifacts(str(folder), artifact_path=f"embeddings/{label}/{folder.name}")
-    for name, params, metrics in comparison.classifier_runs():  # long format: one run per model and classifier
-        tags = {
-            "step": "compare-classifier",
-            "positive_class": "fake",
-            **{k: str(params[k]) for k in ("architecture", "classifier")},
-        }
-        with tracking.run(name, tags=tags):
-            mlflow.log_params(params)
-            mlflow.log_metrics(metrics)
-            if dataset is not None:
-                tracking.log_input(dataset, context="evaluation")
-    table = comparison.table()
-    mlflow.log_table(table.assign(version=table["version"].astype(str)), "comparison.json")
-    report.mkdir(parents=True, exist_ok=True)
-    table.to_csv(report / "comparison.csv", index=False)
-    (report / "comparison.md").write_text(
-        "Positive class: fake (1). Test split; `_ci_low` / `_ci_high`: 95 % stratified bootstrap interval.\n\n"
-        + _markdown(table)
-    )
-    differences.to_csv(report / "differences.csv", index=False)
-    (report / "differences.md").write_text(
-        "Test ROC-AUC of a minus b, paired bootstrap on the same test images, 95 % interval "
-        "(positive class: fake). Significant when the interval excludes 0.\n\n" + _markdown(differences)
-    )
-    mlflow.log_metric("significant_differences", int(differences["significant"].sum()))
-    table.to_html(report / "comparison.html", index=False, float_format=lambda v: f"{v:.3f}")
-    mlflow.log_artifacts(str(report), artifact_path="report")  # the whole folder, with what earlier runs left there
-    if comparison.robustness is not None:
-        from deepfake_detection.robustness import pivot
-
-        comparison.robustness.to_csv(report / "robustness.csv", index=False)
-        (report / "robustness.md").write_text(
-            "Test ROC-AUC per perturbation (positive class: fake).\n\n"
-            + _markdown(pivot(comparison.robustness).reset_index())
-        )
-        for name in ("robustness.csv", "robustness.md"):
-            mlflow.log_artifact(str(report / name), artifact_path="report")
-    for name, figure in _figures(comparison).items():
-        mlflow.log_figure(figure, f"plots/{name}")
-        figure.savefig(report / name, dpi=100)
-        plt.close(figure)
-
-
 def run_compare(settings: CompareSettings) -> pd.DataFrame:
     """The whole compare entry point; returns the comparison table."""
     import mlflow
@@ -432,3 +176,15 @@ def run_compare(settings: CompareSettings) -> pd.DataFrame:
     table = comparison.table()
     table.attrs["differences"] = differences
     return table
+
+
+__all__ = [
+    "TABLE_METRICS",
+    "ClassifierResult",
+    "Comparison",
+    "PCAAnalysis",
+    "ResolvedModel",
+    "cnn_head_result",
+    "pca_svm_result",
+    "run_compare",
+]
