@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:  `make run` (the main job) and `make test` (the tests).
-# Both create the virtual environment .venv on first use.
+# Both create the virtual environment .venv on first use. `make docs` builds the documentation site.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
@@ -9,7 +9,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export MLFLOW_EXPERIMENT_NAME ?= deepfake-detection
 UI_PORT ?= 5000
 
-.PHONY: install run test lint ui clean
+.PHONY: install run test lint docs ui clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -31,9 +31,18 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
+# The documentation site (MkDocs + Material, mkdocs.yml) into site/; --strict turns every warning
+# (a broken link, a page missing from the nav) into a failure.
+docs: $(VENV)/.docs-installed
+	$(BIN)/mkdocs build --strict --site-dir site
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
+
 # Prints links that open the leaderboard (architecture runs by test ROC-AUC), then starts `mlflow ui`.
 ui: install
 	$(BIN)/deepfake-detection ui --port $(UI_PORT)
 
 clean:
-	rm -rf $(VENV) data mlflow.db
+	rm -rf $(VENV) data mlflow.db site
