@@ -204,7 +204,7 @@ def test_long_signatures_take_keywords(tmp_path):
     from deepfake_detection.data import bench, photos, pipeline
 
     positional = {
-        pipeline.make_dataset: ["root", "split", "image_size", "batch_size"],  # training.py passes all four
+        pipeline.make_dataset: ["root", "split", "image_size", "batch_size"],  # training/study.py passes all four
         prepare_module.prepare_bench: ["output"],
         prepare_module.prepare_kaggle: ["output"],
         prepare_module.write_dataset: ["checked", "output"],

@@ -47,7 +47,7 @@ class Election:
 def elect(
     versions: list, current_champion: str | None, *, dataset_digest: str, hand_picked: str = "", among: int = 0
 ) -> Election:
-    """The README's rule, as a function of the versions alone (``ModelVersion`` objects).
+    """The election rule (docs/training.md), as a function of the versions alone (``ModelVersion`` objects).
 
     - Candidates: the versions on the current champion's dataset digest (on ``dataset_digest``
       when there is no champion yet) that carry a valid ROC-AUC and are not degenerate (no

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from deepfake_detection.config import TrainSettings
-from deepfake_detection.data.writer import MANIFEST
 from deepfake_detection.data.sources import LABELS
+from deepfake_detection.data.writer import MANIFEST
 from deepfake_detection.errors import DatasetError
 
 # VGGFace (rcmalli, version 1) subtracts these BGR means from BGR pixels.

@@ -33,7 +33,7 @@ def distribution_strategy(kind: str):
     (its logical CPU devices when it has no GPU and more than one CPU device is configured).
 
     Data-parallel: each batch of ``batch_size`` is split over the devices and the gradients are
-    all-reduced. Several machines are not supported: see the README (MultiWorkerMirroredStrategy).
+    all-reduced. Several machines: ``--distribute multi-host`` (docs/scaling-out.md).
     """
     import tensorflow as tf
 
