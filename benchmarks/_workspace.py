@@ -130,9 +130,9 @@ def scoring_workspace(prefix: str, model: str) -> Path:
     chdir); with no ``model``, a private store in the workspace."""
     import mlflow
 
-    workspace = Path(tempfile.mkdtemp(prefix=prefix))
     if model:
         user_store()
+    workspace = Path(tempfile.mkdtemp(prefix=prefix))
     os.chdir(workspace)
     if not model:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workspace / 'mlflow.db'}"

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,15 @@ def test_the_scoring_workspace_keeps_the_users_store_after_its_chdir(bench, here
         assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{here}/mlflow.db"
     finally:
         shutil.rmtree(folder)
+
+
+def test_the_scoring_workspace_refuses_a_missing_store_before_making_anything(bench, here, monkeypatch):
+    workspace, _ = bench
+    monkeypatch.setattr(tempfile, "tempdir", str(here))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    with pytest.raises(SystemExit, match=f"no tracking store at sqlite:///{here}/mlflow.db"):
+        workspace.scoring_workspace("test-scoring-", "models:/deepfake-npr@champion")
+    assert list(here.iterdir()) == [] and Path.cwd() == here
 
 
 def parser_of(workspace) -> argparse.ArgumentParser:
