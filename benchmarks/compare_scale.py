@@ -1,6 +1,7 @@
 """PCA + polynomial SVM at scale: exact SVC vs the Nystroem approximation, side by side.
 
     python benchmarks/compare_scale.py [--sizes 1000,5000,20000,100000] [--dim 2048] [--exact-max 20000]
+                                       [--markdown PATH]
 
 Synthetic embeddings with the real dimensions (2048 VGGFace16, 1024 DenseNet-121, 512
 custom): the class depends non-linearly on a few latent factors, projected into ``dim``
@@ -16,6 +17,7 @@ import os
 import time
 
 import numpy as np
+from _report import Table, add_markdown_option, write_markdown
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from deepfake_detection.analysis import SVMSettings, fit_pca_svm, svm_scores
@@ -35,13 +37,24 @@ def main() -> None:
     parser.add_argument("--exact-max", type=int, default=20000)
     parser.add_argument("--n-components", type=int, default=50)
     parser.add_argument("--landmarks", type=int, default=500, help="Nystroem components")
+    add_markdown_option(parser)
     args = parser.parse_args()
     settings = SVMSettings(n_components=args.n_components, landmarks=args.landmarks)
-    print(f"machine: {os.cpu_count()} logical CPUs; embeddings of {args.dim} dims, ", end="")
-    print(f"PCA({args.n_components}), poly degree 3")
-    print(
-        f"{'train rows':>10} {'method':>9} {'fit s':>8} {'predict s':>9} {'accuracy':>9} {'ROC-AUC':>8} {'vs exact':>9}"
+    caption = f"machine: {os.cpu_count()} logical CPUs; embeddings of {args.dim} dims, "
+    caption += f"PCA({args.n_components}), poly degree 3"
+    print(caption)
+    table = Table(
+        {
+            "train rows": ">10",
+            "method": ">9",
+            "fit s": ">8.2f",
+            "predict s": ">9.2f",
+            "accuracy": ">9.3f",
+            "ROC-AUC": ">8.3f",
+            "vs exact": ">9",
+        }
     )
+    print(table.header())
     rng = np.random.default_rng(0)
     for n in (int(s) for s in args.sizes.split(",")):
         x, y = synthetic(n + n // 4, args.dim, rng)
@@ -58,12 +71,10 @@ def main() -> None:
             accuracy = accuracy_score(test_y, (pipeline.decision_function(test_x) > 0).astype(int))
             if not approximate:
                 exact_accuracy = accuracy
-            gap = f"{100 * (accuracy - exact_accuracy):+8.2f}" if approximate and exact_accuracy is not None else ""
-            print(
-                f"{n:>10} {method:>9} {fitted - started:>8.2f} {done - fitted:>9.2f} {accuracy:>9.3f} "
-                f"{roc_auc_score(test_y, scores):>8.3f} {gap:>9}",
-                flush=True,
-            )
+            gap = f"{100 * (accuracy - exact_accuracy):+.2f}" if approximate and exact_accuracy is not None else ""
+            auc = roc_auc_score(test_y, scores)
+            print(table.row(n, method, fitted - started, done - fitted, accuracy, auc, gap), flush=True)
+    write_markdown(args.markdown, caption, table)
 
 
 if __name__ == "__main__":

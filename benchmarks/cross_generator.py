@@ -8,6 +8,7 @@ real ``train`` code (registered in a private tracking store), and its ROC-AUC is
 the test reals against the test fakes of every family. Rows: trained on; columns: tested on.
 
     python benchmarks/cross_generator.py [--arch npr,custom_c,spectrum] [--epochs 8] [--num-images 2000]
+                                         [--data DIR] [--output CSV] [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pandas as pd
-from _workspace import bench_data, private_workspace
+from _report import Table, add_markdown_option, write_markdown
+from _workspace import bench_data, dataset_path, private_workspace, user_path
 
 
 def write_view(data: Path, manifest: pd.DataFrame, generators: list[str], folder: Path) -> Path:
@@ -35,13 +37,16 @@ def write_view(data: Path, manifest: pd.DataFrame, generators: list[str], folder
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="", help="A prepared bench dataset (default: build the 64 px benchmark).")
+    parser.add_argument(
+        "--data", type=dataset_path, help="A prepared bench dataset (default: build the 64 px benchmark)."
+    )
     parser.add_argument("--arch", default="npr,custom_c,spectrum")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--num-images", type=int, default=2000, help="Bench images per class when building.")
     parser.add_argument("--epochs", type=int, default=8, help="Final-fit epochs (the schedule spans them).")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--output", default="", help="Also write the matrix as CSV here.")
+    parser.add_argument("--output", type=user_path, help="Also write the matrix as CSV here.")
+    add_markdown_option(parser)
     args = parser.parse_args()
 
     from sklearn.metrics import roc_auc_score
@@ -89,21 +94,24 @@ def main() -> None:
                 intervals[(arch, trained_on, tested_on)] = interval
             rows.append(row)
     matrix = pd.DataFrame(rows)
-    print(
-        f"\ntest ROC-AUC (positive class: fake), {args.image_size} px, {args.epochs} epochs, no tuning, "
+    caption = (
+        f"test ROC-AUC (positive class: fake), {args.image_size} px, {args.epochs} epochs, no tuning, "
         f"seed {args.seed}; rows: fakes trained on, columns: fakes tested on"
     )
+    print(f"\n{caption}")
     print(matrix.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print("95 % stratified bootstrap intervals:")
+    bounds = Table({"architecture": "<12", "trained on": "<10", "tested on": "<10", "95 % interval": "<"})
+    print(bounds.header())
     for (arch, trained_on, tested_on), interval in intervals.items():
-        print(
-            f"  {arch:<12} trained on {trained_on:<10} tested on {tested_on:<10} "
-            f"[{interval.low:.3f}, {interval.high:.3f}]"
-        )
+        print(bounds.row(arch, trained_on, tested_on, f"[{interval.low:.3f}, {interval.high:.3f}]"))
     off_diagonal = [r[g] for r in rows for g in families if r["trained_on"] in families and r["trained_on"] != g]
     diagonal = [r[r["trained_on"]] for r in rows if r["trained_on"] in families]
     seen, unseen = np.mean(diagonal), np.mean(off_diagonal)
-    print(f"mean ROC-AUC on the family trained on {seen:.3f}, on the other family {unseen:.3f}")
+    means = f"mean ROC-AUC on the family trained on {seen:.3f}, on the other family {unseen:.3f}"
+    print(means)
+    matrix_md = matrix.to_markdown(index=False, floatfmt=".3f")
+    write_markdown(args.markdown, caption, matrix_md, "95 % stratified bootstrap intervals:", bounds, means)
     if args.output:
         matrix.to_csv(args.output, index=False)
 

@@ -8,6 +8,7 @@ workers, each process gets TensorFlow's default threads: the gain comes from the
 small-model process leaves idle (input pipeline waits, Python between steps, start-up).
 
     python benchmarks/distributed_tuning.py [--arch custom_c] [--max-trials 6] [--workers 2] [--rounds 1]
+                                            [--data DIR] [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,21 +25,25 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data, private_workspace
+from _report import Table, add_markdown_option, write_markdown
+from _workspace import bench_data, dataset_path, died, free_port, private_workspace
 
 CLI = [sys.executable, "-m", "deepfake_detection"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _wait(processes: list[subprocess.Popen], logs: list[Path]) -> None:
-    for process, log in zip(processes, logs):
-        if process.wait() != 0:
-            raise SystemExit(f"{' '.join(map(str, process.args[:4]))} failed; see {log}")
+    """Until every process has ended; the first to fail stops the others (a chief would wait for a dead
+    worker) and is reported with its last lines."""
+    while True:
+        codes = [process.poll() for process in processes]
+        failed = next((i for i, code in enumerate(codes) if code not in (None, 0)), None)
+        if failed is not None:
+            for process in processes:
+                process.kill()
+            raise died(" ".join(processes[failed].args[2:4]), codes[failed], logs[failed])
+        if None not in codes:
+            return
+        time.sleep(0.5)
 
 
 def one_process(common: list[str], work: Path) -> float:
@@ -55,7 +59,7 @@ def one_process(common: list[str], work: Path) -> float:
 
 
 def chief_and_workers(common: list[str], work: Path, workers: int) -> float:
-    oracle = ["--oracle", f"127.0.0.1:{_free_port()}", "--work-dir", str(work)]
+    oracle = ["--oracle", f"127.0.0.1:{free_port()}", "--work-dir", str(work)]
     roles = [["--role", "chief"]] + [["--role", "worker", "--worker-id", f"w{i + 1}"] for i in range(workers)]
     logs = [work / f"{'chief' if i == 0 else f'w{i}'}.log" for i in range(len(roles))]
     work.mkdir(parents=True, exist_ok=True)
@@ -72,13 +76,14 @@ def chief_and_workers(common: list[str], work: Path, workers: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="", help="A prepared dataset (default: build the 64 px benchmark).")
+    parser.add_argument("--data", type=dataset_path, help="A prepared dataset (default: build the 64 px benchmark).")
     parser.add_argument("--arch", default="custom_c")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-trials", type=int, default=6)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
+    add_markdown_option(parser)
     args = parser.parse_args()
 
     import mlflow
@@ -103,11 +108,13 @@ def main() -> None:
         "--tuner",
         "random",
     ]
-    print(
+    caption = (
         f"{args.arch}, {args.max_trials} trials x {args.epochs} epochs, {args.image_size} px, "
-        f"{os.cpu_count()} CPUs, {args.workers} workers",
-        flush=True,
+        f"{os.cpu_count()} CPUs, {args.workers} workers"
     )
+    print(caption, flush=True)
+    table = Table({"round": ">5", "setup": "<16", "wall s": ">7.1f"})
+    print(table.header(), flush=True)
     times: dict[str, list[float]] = {"one process": [], "chief + workers": []}
     for round_ in range(args.rounds):
         order = ["one process", "chief + workers"] if round_ % 2 == 0 else ["chief + workers", "one process"]
@@ -118,7 +125,7 @@ def main() -> None:
             else:
                 seconds = chief_and_workers(common, work, args.workers)
             times[kind].append(seconds)
-            print(f"round {round_ + 1}: {kind:<16} {seconds:7.1f} s", flush=True)
+            print(table.row(round_ + 1, kind, seconds), flush=True)
 
     trials = [
         r
@@ -127,11 +134,14 @@ def main() -> None:
     ]
     by_worker = Counter(r.data.tags["tuner_id"] for r in trials if r.data.tags["tuner_id"].startswith("w"))
     one, many = (statistics.median(times[k]) for k in ("one process", "chief + workers"))
-    print(
+    summary = (
         f"median wall time: one process {one:.1f} s, chief + {args.workers} workers {many:.1f} s, "
         f"speed-up {one / many:.2f}x"
     )
-    print(f"trials run by each worker (all rounds): {dict(sorted(by_worker.items()))}")
+    shares = f"trials run by each worker (all rounds): {dict(sorted(by_worker.items()))}"
+    print(summary)
+    print(shares)
+    write_markdown(args.markdown, caption, table, summary, shares)
 
 
 if __name__ == "__main__":

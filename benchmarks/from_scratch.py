@@ -7,6 +7,7 @@ Prints one row per epoch (seconds so far, validation ROC-AUC, fake = positive) a
 each model's test ROC-AUC with its 95 % bootstrap interval; ``--plot`` writes the curves as a PNG.
 
     python benchmarks/from_scratch.py [--arch vggface16,densenet121] [--inputs rgb,npr] [--epochs 6]
+                                      [--data DIR] [--plot PNG] [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data, private_workspace
+from _report import Table, add_markdown_option, write_markdown
+from _workspace import bench_data, dataset_path, private_workspace, user_path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="", help="A prepared dataset (default: build the 64 px benchmark).")
+    parser.add_argument("--data", type=dataset_path, help="A prepared dataset (default: build the 64 px benchmark).")
     parser.add_argument("--arch", default="vggface16,densenet121")
     parser.add_argument("--inputs", default="rgb,npr")
     parser.add_argument("--epochs", type=int, default=6)
@@ -30,7 +32,8 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=2000, help="Bench images per class when building.")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--plot", default="", help="Write the curves to this PNG.")
+    parser.add_argument("--plot", type=user_path, help="Write the curves to this PNG.")
+    add_markdown_option(parser)
     args = parser.parse_args()
 
     import keras
@@ -52,9 +55,12 @@ def main() -> None:
     valid = make_dataset(data, "valid", args.image_size, 64, manifest=parts["valid"])
     test = make_dataset(data, "test", args.image_size, 64, manifest=parts["test"])
     y_valid, y_test = evaluation.fake_labels(parts["valid"]), evaluation.fake_labels(parts["test"])
-    print(f"{len(parts['train'])} training images, {args.image_size} px, {args.epochs} epochs, seed {args.seed}")
-
-    curves, results = {}, []
+    caption = f"{len(parts['train'])} training images, {args.image_size} px, {args.epochs} epochs, seed {args.seed}"
+    print(caption)
+    epochs = Table({"model": "<24", "epoch": ">5", "seconds": ">7.1f", "valid ROC-AUC": ">13.3f"})
+    print(epochs.header())
+    curves = {}
+    results = Table({"model": "<24", "test ROC-AUC": ">12.3f", "95 % interval": "<"})
     for arch in args.arch.split(","):
         for representation in args.inputs.split(","):
             keras.utils.set_random_seed(args.seed)
@@ -68,16 +74,17 @@ def main() -> None:
                 model.fit(train, epochs=1, verbose=0)
                 auc = roc_auc_score(y_valid, model.predict(valid, verbose=0).reshape(-1))
                 curve.append(auc)
-                print(f"{label:<24} epoch {epoch:>2}  {time.perf_counter() - started:7.1f} s  valid ROC-AUC {auc:.3f}")
+                print(epochs.row(label, epoch, time.perf_counter() - started, auc), flush=True)
             curves[label] = curve
             metrics = evaluation.metrics_with_intervals(
                 y_test, model.predict(test, verbose=0).reshape(-1), 0.5, seed=args.seed
             )
-            results.append((label, metrics))
+            interval = f"[{metrics['roc_auc_ci_low']:.3f}, {metrics['roc_auc_ci_high']:.3f}]"
+            results.row(label, metrics["roc_auc"], interval)
             keras.backend.clear_session()
-    print("\ntest ROC-AUC after the last epoch [95 % bootstrap interval], fake = positive")
-    for label, m in results:
-        print(f"  {label:<24} {m['roc_auc']:.3f} [{m['roc_auc_ci_low']:.3f}, {m['roc_auc_ci_high']:.3f}]")
+    ending = "test ROC-AUC after the last epoch [95 % bootstrap interval], fake = positive"
+    print(f"\n{ending}\n{results.text()}")
+    write_markdown(args.markdown, caption, epochs, ending, results)
     if args.plot:
         from deepfake_detection.plots import valid_auc_curves_figure
 

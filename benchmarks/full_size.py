@@ -1,7 +1,7 @@
 """The Kaggle setup at full size on this machine: replica → prepare → input → train steps → compare → predict.
 
     python benchmarks/full_size.py --workdir DIR [--image-size 224] [--train-steps 10] [--arch all]
-                                   [--fit-samples 4000] [--compare-models custom_a,spectrum]
+                                   [--fit-samples 4000] [--compare-models custom_a,spectrum] [--markdown PATH]
 
 Every step runs in its own process; the driver reports its wall time, images/second, peak
 resident memory (that process's ``ru_maxrss``, from ``os.wait4``; the driver imports no TensorFlow,
@@ -39,6 +39,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from _report import Table, add_markdown_option, write_markdown
+from _workspace import died, user_path
+
 HERE = Path(__file__).resolve().parent
 ARCHITECTURES = "vggface16,densenet121,custom_a,custom_c,npr,spectrum"
 STEPS = ("replica", "prepare", "input", "train-steps", "train", "compare", "predict", "predict-train")
@@ -58,7 +62,7 @@ def measured(name: str, command: list[str], workdir: Path, images: int = 0) -> s
     lines = [line.rsplit("\r", 1)[-1] for line in output.splitlines()]
     print("\n".join(line for line in lines if line.strip())[-3000:], flush=True)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{name} failed (exit {os.waitstatus_to_exitcode(status)})")
+        raise died(name, os.waitstatus_to_exitcode(status), output)
     found = re.search(r"^images (\d+)$", output, re.MULTILINE) or re.search(
         r"^(\d+) images scored", output, re.MULTILINE
     )
@@ -128,23 +132,29 @@ def train_steps(data: str, arch: str, image_size: int, steps: int, batch_size: i
     print(f"{arch}: {images / seconds:.2f} images/s, one epoch of {EPOCH_IMAGES:,} images: {hours:.1f} h")
 
 
-def report(image_size: int) -> None:
-    print(
-        f"\n{'step':<34} {'wall s':>8} {'images':>8} {'img/s':>8} "
-        f"{'peak RSS GiB':>12} {'disk +GiB':>9} {'1 epoch h':>9}"
+def report(image_size: int, markdown: Path | None) -> None:
+    table = Table(
+        {
+            "step": "<34",
+            "wall s": ">8.0f",
+            "images": ">8",
+            "img/s": ">8.1f",
+            "peak RSS GiB": ">12.2f",
+            "disk +GiB": ">9.2f",
+            "1 epoch h": ">9",
+        }
     )
     for row in ROWS:
-        epoch = f"{EPOCH_IMAGES / row['rate'] / 3600:>9.1f}" if row["step"].startswith("train steps") else f"{'':>9}"
-        print(
-            f"{row['step']:<34} {row['seconds']:>8.0f} {row['images']:>8} {row['rate']:>8.1f} "
-            f"{row['rss_gib']:>12.2f} {row['disk_gib']:>9.2f} {epoch}"
-        )
-    print(f"(train steps at {image_size} px; '1 epoch h' projects 100,000 training images, validation not included)")
+        epoch = f"{EPOCH_IMAGES / row['rate'] / 3600:.1f}" if row["step"].startswith("train steps") else ""
+        table.row(row["step"], row["seconds"], row["images"], row["rate"], row["rss_gib"], row["disk_gib"], epoch)
+    note = f"(train steps at {image_size} px; '1 epoch h' projects 100,000 training images, validation not included)"
+    print(f"\n{table.text()}\n{note}")
+    write_markdown(markdown, table, note)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--workdir", type=user_path, required=True)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=10)
@@ -157,9 +167,10 @@ def main() -> None:
         "--steps", default=",".join(STEPS), help="Which steps to run (comma list; each needs the earlier ones' output)."
     )
     parser.add_argument("--step", default="", help=argparse.SUPPRESS)  # internal: one measured step
-    parser.add_argument("--data", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=user_path, help=argparse.SUPPRESS)
     parser.add_argument("--strength", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, default=0, help=argparse.SUPPRESS)
+    add_markdown_option(parser)
     args = parser.parse_args()
     if args.step == "input":
         return input_epoch(args.data, args.image_size, args.strength, args.limit)
@@ -168,7 +179,7 @@ def main() -> None:
 
     import pandas as pd
 
-    workdir = args.workdir.resolve()
+    workdir = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
     run = set(args.steps.split(","))
@@ -232,7 +243,7 @@ def main() -> None:
                 [*predict, "--output", str(workdir / f"predictions-{split}.csv")],
                 workdir,
             )
-    report(args.image_size)
+    report(args.image_size, args.markdown)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Training on one GPU at 224 px: precision x XLA x batch size, and whether the input pipeline keeps up.
 
     python benchmarks/gpu_train.py [--data DIR] [--arch densenet121,custom_a] [--batch-sizes 128]
-                                   [--steps 30] [--image-size 224] [--fraction 0.05]
+                                   [--steps 30] [--image-size 224] [--fraction 0.05] [--markdown PATH]
 
 For each architecture, batch size and configuration (float32 / mixed_float16, each without and
 with XLA, ``jit_compile``), a model with the default hyperparameters and recipe trains
@@ -29,6 +29,10 @@ import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from _report import Table, add_markdown_option, write_markdown
+from _workspace import existing_path
+
 HERE = Path(__file__).resolve().parent
 CONFIGS = ("float32", "float32+xla", "mixed_float16", "mixed_float16+xla")
 
@@ -121,13 +125,15 @@ def timed_fit(model, dataset, steps: int, batch_size: int, gpu: Utilisation) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="", help="A prepared dataset (default: a replica built here).")
+    # existing_path, not dataset_path: without a GPU it refuses before reading anything.
+    parser.add_argument("--data", type=existing_path, help="A prepared dataset (default: a replica built here).")
     parser.add_argument("--arch", default="densenet121,custom_a")
     parser.add_argument("--batch-sizes", default="128")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--fraction", type=float, default=0.05, help="Replica size when --data is not given.")
+    add_markdown_option(parser)
     args = parser.parse_args()
 
     import keras
@@ -140,15 +146,19 @@ def main() -> None:
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         raise SystemExit("no GPU visible to TensorFlow: this benchmark is for a CUDA machine")
-    print(f"GPU: {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}", flush=True)
-    data = (
-        Path(args.data) if args.data else prepared_replica(args.fraction, Path(tempfile.mkdtemp(prefix="gpu-replica-")))
-    )
+    device = f"GPU: {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}"
+    print(device, flush=True)
+    data = args.data or prepared_replica(args.fraction, Path(tempfile.mkdtemp(prefix="gpu-replica-")))
     rows = load_splits(data, splits=("train",))["train"]
     size = args.image_size
     gpu = Utilisation()
-    print(f"{len(rows):,} training images, {size} px, {args.steps} timed steps each (after 5 untimed)")
-    print(f"{'architecture':<12} {'batch':>5} {'config':<18} {'feed':<9} {'img/s':>8} {'GPU %':>6}", flush=True)
+    caption = f"{len(rows):,} training images, {size} px, {args.steps} timed steps each (after 5 untimed)"
+    print(caption)
+    table = Table(
+        {"architecture": "<12", "batch": ">5", "config": "<18", "feed": "<9", "img/s": ">8.1f", "GPU %": ">6.0f"}
+    )
+    print(table.header(), flush=True)
+    verdicts = []
     for arch in args.arch.split(","):
         for batch_size in map(int, args.batch_sizes.split(",")):
             synthetic = tf.data.Dataset.from_tensors(
@@ -160,23 +170,24 @@ def main() -> None:
                 model, _ = build(arch, size, config, args.steps + 5)
                 rate, busy = timed_fit(model, synthetic, args.steps, batch_size, gpu)
                 results[config] = rate
-                print(f"{arch:<12} {batch_size:>5} {config:<18} {'in memory':<9} {rate:>8.1f} {busy:>6.0f}", flush=True)
+                print(table.row(arch, batch_size, config, "in memory", rate, busy), flush=True)
                 keras.backend.clear_session()
             best = max(results, key=results.get)
             model, architecture = build(arch, size, best, args.steps + 5)
             augment = Augment(strength=architecture.augment) if architecture.augment > 0 else None
             files = make_dataset(data, "train", size, batch_size, shuffle=True, augment=augment, manifest=rows).repeat()
             rate, busy = timed_fit(model, files, args.steps, batch_size, gpu)
-            print(f"{arch:<12} {batch_size:>5} {best:<18} {'files':<9} {rate:>8.1f} {busy:>6.0f}", flush=True)
+            print(table.row(arch, batch_size, best, "files", rate, busy), flush=True)
             gain = results[best] / results.get("float32", results[best])
-            print(
-                f"  {arch} batch {batch_size}: best {best}, {gain:.2f}x float32; "
+            verdicts.append(
+                f"{arch} batch {batch_size}: best {best}, {gain:.2f}x float32; "
                 f"fed from files {rate / results[best]:.2f}x the compute alone "
-                f"({'the input keeps up' if rate >= 0.9 * results[best] else 'input-bound'})",
-                flush=True,
+                f"({'the input keeps up' if rate >= 0.9 * results[best] else 'input-bound'})"
             )
+            print(f"  {verdicts[-1]}", flush=True)
             keras.backend.clear_session()
     gpu.close()
+    write_markdown(args.markdown, f"{device}; {caption}", table, verdicts)
 
 
 if __name__ == "__main__":

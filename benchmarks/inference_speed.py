@@ -8,6 +8,7 @@ Then the CPU knobs, on one model: intra-op threads, XLA (``jit_compile``) and bf
 mixed precision, each against the default side by side.
 
     python benchmarks/inference_speed.py [--arch all] [--sizes 64,224] [--batches 1,32,128] [--seconds 2]
+                                         [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
+from _report import Table, add_markdown_option, write_markdown
+from _workspace import died
 
 
 def matmul_gflops(sizes=(2048, 4096), repeats: int = 3) -> tuple[float, float]:
@@ -83,7 +86,7 @@ def build(arch: str, image_size: int, jit: bool = False):
     return model
 
 
-def knobs(arch: str, image_size: int, batch: int, seconds: float) -> None:
+def knobs(arch: str, image_size: int, batch: int, seconds: float, table: Table) -> None:
     """The default next to each knob, for one model; all in this process except threads."""
     import subprocess
     import sys
@@ -91,16 +94,17 @@ def knobs(arch: str, image_size: int, batch: int, seconds: float) -> None:
     import keras
 
     print(f"\nCPU knobs, {arch} at {image_size} px, batch {batch} (images/s; ratio to the default):")
+    print(table.header())
     default = images_per_second(build(arch, image_size), image_size, batch, seconds)
-    print(f"  default (TensorFlow picks the threads)   {default:8.1f}   1.00")
+    print(table.row(arch, image_size, batch, "default (TensorFlow picks the threads)", default, 1.0))
     xla = images_per_second(build(arch, image_size, jit=True), image_size, batch, seconds)
-    print(f"  XLA jit_compile=True                     {xla:8.1f}   {xla / default:.2f}")
+    print(table.row(arch, image_size, batch, "XLA jit_compile=True", xla, xla / default))
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         bf16 = images_per_second(build(arch, image_size), image_size, batch, seconds)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    print(f"  mixed_bfloat16                           {bf16:8.1f}   {bf16 / default:.2f}")
+    print(table.row(arch, image_size, batch, "mixed_bfloat16", bf16, bf16 / default))
     for threads in (1, 2):  # thread pools are fixed once TensorFlow starts: a fresh process each
         command = [
             sys.executable,
@@ -112,8 +116,11 @@ def knobs(arch: str, image_size: int, batch: int, seconds: float) -> None:
             "--seconds",
             str(seconds),
         ]
-        rate = float(subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()[-1])
-        print(f"  intra-op threads = {threads}, inter-op = 1     {rate:8.1f}   {rate / default:.2f}")
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise died(f"the {threads}-thread measurement", done.returncode, done.stdout + done.stderr)
+        rate = float(done.stdout.split()[-1])
+        print(table.row(arch, image_size, batch, f"intra-op threads = {threads}, inter-op = 1", rate, rate / default))
 
 
 def main() -> None:
@@ -129,6 +136,7 @@ def main() -> None:
     )
     parser.add_argument("--measure", default="", help="arch:size:batch: print only its images/s.")
     parser.add_argument("--threads", type=int, default=0, help="Intra-op threads (0 = TensorFlow's choice).")
+    add_markdown_option(parser)
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -148,16 +156,18 @@ def main() -> None:
     with open("/proc/cpuinfo") as info:
         cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
     gpus = len(tf.config.list_physical_devices("GPU"))
-    print(f"{os.cpu_count()} CPUs ({cpu}), TensorFlow {tf.__version__}, GPUs: {gpus}")
-    print(
+    machine = f"{os.cpu_count()} CPUs ({cpu}), TensorFlow {tf.__version__}, GPUs: {gpus}"
+    matmul = (
         f"dense float32 matmul (2048², 4096²): TensorFlow {tf_peak:.1f} GFLOP/s, numpy {np_peak:.1f} GFLOP/s "
         f"→ peak used below {peak:.1f} GFLOP/s"
     )
+    print(f"{machine}\n{matmul}")
     batches = [int(b) for b in args.batches.split(",")]
-    print(
-        f"\n{'model':<12} {'px':>4} {'GFLOP/img':>10} "
-        + " ".join(f"{'b=' + str(b) + ' img/s':>12} {'% peak':>7}" for b in batches)
-    )
+    columns = {"model": "<12", "px": ">4", "GFLOP/img": ">10.3f"}
+    for b in batches:
+        columns |= {f"b={b} img/s": ">12.1f", f"b={b} % peak": ">12"}
+    table = Table(columns)
+    print(f"\n{table.header()}")
     for size in [int(s) for s in args.sizes.split(",")]:
         for arch in parse_architectures(args.arch):
             model = build(arch, size)
@@ -165,11 +175,16 @@ def main() -> None:
             cells = []
             for batch in batches:
                 rate = images_per_second(model, size, batch, args.seconds)
-                cells.append(f"{rate:>12.1f} {100 * rate * flops / 1e9 / peak:>6.1f}%")
-            print(f"{arch:<12} {size:>4} {flops / 1e9:>10.3f} " + " ".join(cells), flush=True)
+                cells += [rate, f"{100 * rate * flops / 1e9 / peak:.1f}%"]
+            print(table.row(arch, size, flops / 1e9, *cells), flush=True)
+    knob_table = Table(
+        {"model": "<12", "px": ">4", "batch": ">5", "setting": "<38", "img/s": ">8.1f", "vs default": ">10.2f"}
+    )
     for setting in [s for s in args.knobs.split(",") if s]:
         arch, size, batch = setting.split(":")
-        knobs(arch, int(size), int(batch), args.seconds)
+        knobs(arch, int(size), int(batch), args.seconds, knob_table)
+    knob_parts = ["CPU knobs (images/s; ratio to the default):", knob_table] if knob_table.rows else []
+    write_markdown(args.markdown, machine, matmul, table, *knob_parts)
 
 
 if __name__ == "__main__":

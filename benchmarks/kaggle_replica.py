@@ -42,6 +42,7 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+from _workspace import user_path
 from PIL import Image
 
 K140 = "140k-real-and-fake-faces"
@@ -200,7 +201,7 @@ def build(output: Path, fraction: float = 1.0, make_zips: bool = False, workers:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--output", required=True, type=user_path)
     parser.add_argument("--fraction", type=float, default=1.0, help="Scale every file count (0 < F <= 1).")
     parser.add_argument("--zip", action="store_true", help="Also write the two .zip archives.")
     parser.add_argument("--workers", type=int, default=0, help="Processes (default: one per core).")

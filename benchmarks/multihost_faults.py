@@ -3,7 +3,7 @@ processes on 127.0.0.1: a coordinator nobody runs, a process 0 nobody joins, pro
 the middle of a fit, and process 0 killed in the middle of a fit. Prints each case's exit codes,
 the seconds from the fault to the survivor's exit, and the last line it printed.
 
-    python benchmarks/multihost_faults.py [--timeout 10]
+    python benchmarks/multihost_faults.py [--timeout 10] [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import free_port
+from _report import Table, add_markdown_option, write_markdown
+from _workspace import died, free_port, last_lines
 
 
 def start(folder: Path, data: Path, port: int, process: int, *extra: str) -> tuple[subprocess.Popen, Path]:
@@ -39,18 +40,25 @@ def last_line(log: Path) -> str:
     return (useful or lines or [""])[-1][:220]
 
 
-def wait_for(log: Path, text: str, limit: float = 300) -> None:
+def wait_for(process: subprocess.Popen, log: Path, text: str, limit: float = 300) -> None:
     deadline = time.monotonic() + limit
     while text not in log.read_text():
+        if process.poll() is not None:
+            raise died(f"the train process (waited for {text!r})", process.returncode, log)
         if time.monotonic() > deadline:
-            raise SystemExit(f"no {text!r} in {log} within {limit} s")
+            raise SystemExit(f"no {text!r} in {log} within {limit} s; its last lines:\n{last_lines(log)}")
         time.sleep(0.1)
 
 
 def killed_mid_fit(folder: Path, data: Path, victim: int) -> tuple[list, float, str]:
     port = free_port()
     processes = [start(folder, data, port, i) for i in range(2)]
-    wait_for(processes[1][1], "fitting its shard")
+    try:
+        wait_for(*processes[1], "fitting its shard")
+    except SystemExit:
+        for process, _ in processes:
+            process.kill()
+        raise
     time.sleep(3)
     processes[victim][0].send_signal(signal.SIGKILL)
     killed = time.monotonic()
@@ -62,6 +70,7 @@ def killed_mid_fit(folder: Path, data: Path, victim: int) -> tuple[list, float, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timeout", type=float, default=10, help="--distribute-timeout for the unreachable case.")
+    add_markdown_option(parser)
     args = parser.parse_args()
 
     from deepfake_detection.data.prepare import prepare_bench
@@ -87,12 +96,16 @@ def main() -> None:
     from mlflow import MlflowClient
 
     versions = MlflowClient().search_model_versions("name = 'deepfake-custom_a'")
-    print(f"\n--distribute-timeout {args.timeout:g} s in the first two cases (their times include starting")
-    print("Python, TensorFlow and JAX); heartbeat timeout 30 s")
-    print(f"{'case':<34} {'exit codes':<11} {'stopped after':>13}  survivor's last words")
+    caption = (
+        f"--distribute-timeout {args.timeout:g} s in the first two cases (their times include starting "
+        "Python, TensorFlow and JAX); heartbeat timeout 30 s"
+    )
+    table = Table({"case": "<34", "exit codes": "<11", "stopped after s": ">15.1f", "survivor's last words": "<"})
     for label, codes, seconds, line in rows:
-        print(f"{label:<34} {','.join(map(str, codes)):<11} {seconds:>11.1f} s  {line}")
-    print(f"registered versions afterwards: {len(versions)}")
+        table.row(label, ",".join(map(str, codes)), seconds, line)
+    registered = f"registered versions afterwards: {len(versions)}"
+    print(f"\n{caption}\n{table.text()}\n{registered}")
+    write_markdown(args.markdown, caption, table, registered)
 
 
 if __name__ == "__main__":

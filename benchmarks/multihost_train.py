@@ -13,7 +13,8 @@ processes' devices of a float32 vector as long as the model has parameters, whic
 On one machine the two processes share its cores and talk over loopback TCP, so this shows the
 overheads (the all-reduce, a smaller batch per process), not a speed-up machines would give.
 
-    python benchmarks/multihost_train.py [--arch custom_a] [--epochs 4] [--num-images 1000]
+    python benchmarks/multihost_train.py [--arch custom_a] [--epochs 4] [--num-images 1000] [--data DIR]
+                                         [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data, free_port, private_workspace
+from _report import Table, add_markdown_option, write_markdown
+from _workspace import bench_data, dataset_path, died, free_port, private_workspace
 
 
 def train(data: Path, workspace: Path, args, processes: int, backend: str, pinned: bool = False) -> dict:
@@ -64,8 +66,9 @@ def train(data: Path, workspace: Path, args, processes: int, backend: str, pinne
     ]
     codes = [process.wait() for process in running]
     wall = time.perf_counter() - started
-    if any(codes):
-        raise SystemExit(f"{name} failed: see {folder}/process*.log")
+    for i, code in enumerate(codes):
+        if code:
+            raise died(f"{name}: train process {i}", code, folder / f"process{i}.log")
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     (run,) = mlflow.search_runs(search_all_experiments=True, filter_string="tags.step = 'train-architecture'").run_id
@@ -133,23 +136,27 @@ def allreduce_ms(size: int, repeats: int = 50) -> float:
             [sys.executable, "-c", ALLREDUCE, str(i), port, str(size), str(repeats)],
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         for i in range(2)
     ]
     outputs = [process.communicate(timeout=300)[0] for process in running]
+    for i, (process, output) in enumerate(zip(running, outputs)):
+        if process.returncode:
+            raise died(f"all-reduce process {i}", process.returncode, output)
     return max(json.loads(out.strip().splitlines()[-1])["median_ms"] for out in outputs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="", help="A prepared dataset (default: build the 64 px benchmark).")
+    parser.add_argument("--data", type=dataset_path, help="A prepared dataset (default: build the 64 px benchmark).")
     parser.add_argument("--arch", default="custom_a")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--num-images", type=int, default=1000, help="Bench images per class when building.")
     parser.add_argument("--epochs", type=int, default=4, help="The first is left out of the speed.")
     parser.add_argument("--batch-size", type=int, default=32, help="The global batch, the same in every setup.")
+    add_markdown_option(parser)
     args = parser.parse_args()
 
     workspace = private_workspace("multihost-bench-")
@@ -164,10 +171,16 @@ def main() -> None:
     size = parameters(args.arch, args.image_size)
     reduce_ms = allreduce_ms(size)
 
-    print(f"\n{args.arch} at {args.image_size} px, global batch {args.batch_size}, {args.epochs} epochs, ", end="")
-    print(f"{os.cpu_count()} CPU cores; steady state = median of epochs 2..{args.epochs} (train + valid)")
-    print("pinned: each process on its own core (taskset), as if each had a machine of one core")
-    print(f"{'setup':<30} {'backend':<11} {'s/epoch':>8} {'img/s':>8} {'vs TF':>6}  epochs (s)")
+    caption = (
+        f"{args.arch} at {args.image_size} px, global batch {args.batch_size}, {args.epochs} epochs, "
+        f"{os.cpu_count()} CPU cores; steady state = median of epochs 2..{args.epochs} (train + valid)"
+    )
+    pinning = "pinned: each process on its own core (taskset), as if each had a machine of one core"
+    table = Table(
+        {"setup": "<30", "backend": "<11", "s/epoch": ">8.2f", "img/s": ">8.1f", "vs TF": ">6.2f", "epochs (s)": "<"}
+    )
+    print(f"\n{caption}\n{pinning}\n{table.header()}")
+    notes = []
     for group in (results[:3], results[3:]):
         base = group[0]["images_per_second"]
         for r in group:
@@ -176,20 +189,25 @@ def main() -> None:
                 label += ", 1 core each" if r["processes"] > 1 else ", 1 core"
             else:
                 label += ", sharing 2 cores" if r["processes"] > 1 else ", 2 cores"
-            print(
-                f"{label:<30} {r['backend']:<11} {r['seconds_per_epoch']:>8.2f} {r['images_per_second']:>8.1f} "
-                f"{r['images_per_second'] / base:>6.2f}  {', '.join(f'{e:.2f}' for e in r['epochs'])}"
-            )
+            epochs = ", ".join(f"{e:.2f}" for e in r["epochs"])
+            speed = r["images_per_second"]
+            print(table.row(label, r["backend"], r["seconds_per_epoch"], speed, speed / base, epochs))
         one, two = group[1], group[2]
-        print(f"  2 processes vs 1 (both JAX): {two['images_per_second'] / one['images_per_second']:.2f}x")
+        notes.append(
+            f"2 processes vs 1 (both JAX{', pinned' if two['pinned'] else ''}): "
+            f"{two['images_per_second'] / one['images_per_second']:.2f}x"
+        )
+        print(f"  {notes[-1]}")
     steps = -(-train_count(data) // args.batch_size)
     for two in (results[2], results[5]):
         share = reduce_ms * steps / 1000 / two["seconds_per_epoch"]
-        print(
+        notes.append(
             f"gloo all-reduce of {size:,} float32 ({size * 4 / 2**20:.2f} MiB) between the 2 processes: "
             f"{reduce_ms:.2f} ms; x {steps} steps = {reduce_ms * steps / 1000:.2f} s, "
             f"{100 * share:.0f} % of a 2-process epoch{' (pinned)' if two['pinned'] else ''}"
         )
+        print(notes[-1])
+    write_markdown(args.markdown, caption, pinning, table, notes)
 
 
 if __name__ == "__main__":

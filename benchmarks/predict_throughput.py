@@ -9,7 +9,7 @@
 Prints images/second for each and (a)/(b), (a')/(b). Without ``--model`` it builds a benchmark dataset and
 trains a detector (no tuning, 1 epoch) in a temporary tracking store first; that is not timed.
 
-    python benchmarks/predict_throughput.py [--arch custom_c] [--image-size 64] [--repeats 3]
+    python benchmarks/predict_throughput.py [--arch custom_c] [--image-size 64] [--repeats 3] [--markdown PATH]
     python benchmarks/predict_throughput.py --model models:/deepfake-custom_c@champion --data data/combined-real-vs-fake
 """
 
@@ -23,18 +23,22 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data, scoring_workspace, trained_detector
+from _report import Table, add_markdown_option, write_markdown
+from _workspace import bench_data, dataset_path, model_uri, scoring_workspace, trained_detector
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="", help="Model URI to time (default: train one here).")
-    parser.add_argument("--data", default="", help="Prepared dataset whose files are scored (default: build one).")
+    parser.add_argument("--model", type=model_uri, help="Model URI to time (default: train one here).")
+    parser.add_argument(
+        "--data", type=dataset_path, help="Prepared dataset whose files are scored (default: build one)."
+    )
     parser.add_argument("--arch", default="custom_c")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--num-images", type=int, default=2000, help="Bench images per class when building.")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    add_markdown_option(parser)
     args = parser.parse_args()
 
     import numpy as np
@@ -68,14 +72,17 @@ def main() -> None:
         detector.keras_model.predict(pixels, batch_size=args.batch_size, verbose=0)
         bare.append(len(pixels) / (time.perf_counter() - started))
     a, a_loop, b = statistics.median(end_to_end), statistics.median(loop), statistics.median(bare)
-    print(
+    caption = (
         f"model {uri} ({detector.config.architecture}, {size} px), {len(files)} files, batch {args.batch_size}, "
         f"{os.cpu_count()} CPUs, median of {args.repeats}"
     )
-    print(f"(a)  predict, files -> CSV, model load included  {a:9.1f} images/s")
-    print(f"(a') its scoring loop, model loaded              {a_loop:9.1f} images/s")
-    print(f"(b)  keras predict, decoded arrays               {b:9.1f} images/s")
-    print(f"(a)/(b) = {a / b:.2f}   (a')/(b) = {a_loop / b:.2f}")
+    table = Table({"what is timed": "<46", "images/s": ">9.1f"})
+    table.row("(a)  predict, files -> CSV, model load included", a)
+    table.row("(a') its scoring loop, model loaded", a_loop)
+    table.row("(b)  keras predict, decoded arrays", b)
+    ratios = f"(a)/(b) = {a / b:.2f}   (a')/(b) = {a_loop / b:.2f}"
+    print(f"{caption}\n{table.text()}\n{ratios}")
+    write_markdown(args.markdown, caption, table, ratios)
 
 
 if __name__ == "__main__":

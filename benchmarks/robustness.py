@@ -3,7 +3,7 @@ data — augmentation off (``--augment 0``: flips only) and at full strength (``
 JPEG re-compression, blur and rescaling as well) — then both scored on the test split under
 every perturbation of ``compare --robustness`` (JPEG 95/75/50, 0.5x down-scaling, blur).
 
-    python benchmarks/robustness.py [--arch custom_c] [--epochs 3] [--strengths 0,1]
+    python benchmarks/robustness.py [--arch custom_c] [--epochs 3] [--strengths 0,1] [--data DIR] [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -13,17 +13,19 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data, private_workspace
+from _report import add_markdown_option, write_markdown
+from _workspace import bench_data, dataset_path, private_workspace
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="", help="A prepared dataset (default: build the 64 px benchmark).")
+    parser.add_argument("--data", type=dataset_path, help="A prepared dataset (default: build the 64 px benchmark).")
     parser.add_argument("--arch", default="custom_c")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--strengths", default="0,1", help="Augmentation strengths to train with.")
     parser.add_argument("--seed", type=int, default=42)
+    add_markdown_option(parser)
     args = parser.parse_args()
 
     import pandas as pd
@@ -56,11 +58,21 @@ def main() -> None:
         label = f"{args.arch} augment={strength:g}"
         rows.extend(robustness.evaluate(load_detector(result.model_uri), test, label))
     table = robustness.pivot(pd.DataFrame(rows))
-    print(f"\ntest ROC-AUC (positive class: fake), {args.image_size} px, ", end="")
-    print(f"{args.epochs} epochs, no tuning, seed {args.seed}")
+    means = table.drop(columns="none").mean(axis=1).rename("mean ROC-AUC")
+    caption = (
+        f"test ROC-AUC (positive class: fake), {args.image_size} px, {args.epochs} epochs, no tuning, seed {args.seed}"
+    )
+    print(f"\n{caption}")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     print("mean over the perturbations (without 'none'):")
-    print(table.drop(columns="none").mean(axis=1).to_string(float_format=lambda v: f"{v:.3f}"))
+    print(means.to_string(float_format=lambda v: f"{v:.3f}"))
+    write_markdown(
+        args.markdown,
+        caption,
+        table.to_markdown(floatfmt=".3f"),
+        "mean over the perturbations (without 'none'):",
+        means.to_frame().to_markdown(floatfmt=".3f"),
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """``predict --engine spark`` (Spark ``local[N]``) next to the local engine, on the same folder.
 
     python benchmarks/spark_predict.py [--num-images 10000] [--image-size 64] [--arch custom_c]
-                                       [--master local[2]] [--batch-size 64] [--repeats 2]
+                                       [--master local[2]] [--batch-size 64] [--repeats 2] [--markdown PATH]
     python benchmarks/spark_predict.py --model models:/deepfake-custom_c@champion --input DIR
 
 Without ``--model`` it builds a benchmark dataset of ``--num-images`` per class (20,000 files
@@ -19,23 +19,24 @@ import os
 import shutil
 import statistics
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workspace import bench_data, scoring_workspace, trained_detector
+from _report import Table, add_markdown_option, write_markdown
+from _workspace import bench_data, existing_path, model_uri, scoring_workspace, trained_detector
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="", help="Model URI (default: train one here).")
-    parser.add_argument("--input", default="", help="Folder to score (default: the built dataset).")
+    parser.add_argument("--model", type=model_uri, help="Model URI (default: train one here).")
+    parser.add_argument("--input", type=existing_path, help="Folder to score (default: the built dataset).")
     parser.add_argument("--arch", default="custom_c")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--num-images", type=int, default=10000, help="Bench images per class when building.")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
+    add_markdown_option(parser)
     args = parser.parse_args()
 
     from deepfake_detection.inference import collect_inputs, run_predict
@@ -43,9 +44,9 @@ def main() -> None:
 
     workspace = scoring_workspace("spark-bench-", args.model)
     uri = args.model
-    folder = Path(args.input).resolve() if args.input else None
+    folder = args.input
     if not uri or folder is None:
-        data = bench_data("", workspace, args.image_size, num_images=args.num_images)
+        data = bench_data(None, workspace, args.image_size, num_images=args.num_images)
         folder = folder or data
         uri = uri or trained_detector(args.arch, data, args.image_size, workspace)
     files = len(collect_inputs(str(folder)))
@@ -74,19 +75,21 @@ def main() -> None:
         assert scored.images == summary.images == files, (scored.images, summary.images, files)
 
     a, b = statistics.median(spark_rates), statistics.median(local)
-    print(
+    caption = (
         f"model {uri}, {files} files in {folder}, batch {args.batch_size}, {os.cpu_count()} CPUs, "
         f"median of {args.repeats}"
     )
-    print(f"local engine (files -> CSV)                  {b:9.1f} images/s")
-    print(f"spark engine {args.master} (files -> Parquet)  {a:9.1f} images/s  (session start included)")
-    print(f"spark session start                          {statistics.median(starts):9.1f} s")
-    print(f"spark / local = {a / b:.2f}")
-    print(
+    table = Table({"engine": "<44", "images/s": ">9.1f", "session start s": ">15.1f"})
+    table.row("local engine (files -> CSV)", b, "")
+    table.row(f"spark engine {args.master} (files -> Parquet)", a, statistics.median(starts))
+    ratio = f"spark / local = {a / b:.2f} (the spark rate includes the session start)"
+    division = (
         f"work division: {partitions} partitions of the binaryFile read "
         f"(openCostInBytes 8 KiB, maxPartitionBytes 128 MiB); Arrow batches of {batch_rows} rows to the UDF; "
         f"model batches of {args.batch_size}"
     )
+    print(f"{caption}\n{table.text()}\n{ratio}\n{division}")
+    write_markdown(args.markdown, caption, table, ratio, division)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ Each feed trains its own model; epochs alternate between the feeds. The first ep
 and for (a) decoding the files) is reported apart; the steady state is the median of the later
 epochs. Prints (a)/(b) and (a)/(c).
 
-    python benchmarks/training_input.py [--arch custom_a,densenet121] [--image-size 64] [--rounds 5]
+    python benchmarks/training_input.py [--arch custom_a,densenet121] [--image-size 64] [--rounds 5] [--data DIR]
+                                        [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
 
 import numpy as np
+from _report import Table, add_markdown_option, write_markdown
+from _workspace import dataset_path
 
 
 def naive_loader(files, labels, image_size: int, batch_size: int):
@@ -75,11 +78,12 @@ def epoch_rate(model, feed, images: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="", help="Prepared dataset (default: build the 64 px benchmark).")
+    parser.add_argument("--data", type=dataset_path, help="Prepared dataset (default: build the 64 px benchmark).")
     parser.add_argument("--arch", default="custom_a,densenet121")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5, help="Epochs per feed, alternating (>= 2).")
     parser.add_argument("--batch-size", type=int, default=32)
+    add_markdown_option(parser)
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -87,10 +91,11 @@ def main() -> None:
     from deepfake_detection.data.pipeline import Augment, load_manifest, make_dataset
     from deepfake_detection.data.sources import LABELS
 
-    data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="training-input-")) / "data"
-    if not (data / "manifest.csv").is_file():
+    data = args.data
+    if data is None:
         from deepfake_detection.data.prepare import prepare_bench
 
+        data = Path(tempfile.mkdtemp(prefix="training-input-")) / "data"
         print(f"building a benchmark dataset in {data} …")
         prepare_bench(data, image_size=args.image_size, num_images=500, progress=False, check=False)
     rows = load_manifest(data, "train")
@@ -103,11 +108,13 @@ def main() -> None:
             for x in make_dataset(data, "train", image_size=size, batch_size=1, cache=False).map(lambda x, y: x[0])
         ]
     )
-    print(
+    caption = (
         f"{len(files)} training images, {size} px, batch {batch}, {os.cpu_count()} CPUs, "
         f"TensorFlow {tf.__version__}, {args.rounds} alternating epochs per feed, median of epochs 2-{args.rounds}"
     )
-    print(f"{'model':<12} {'feed':<34} {'epoch 1 img/s':>14} {'steady img/s':>13}")
+    table = Table({"model": "<12", "feed": "<34", "epoch 1 img/s": ">14.1f", "steady img/s": ">13.1f"})
+    print(f"{caption}\n{table.header()}")
+    ratios = []
     for arch in [a.strip() for a in args.arch.split(",") if a.strip()]:
         tensors = (
             tf.data.Dataset.from_tensor_slices((in_memory, labels))
@@ -140,9 +147,12 @@ def main() -> None:
         results = {}
         for key, name, _ in feeds:
             results[key] = statistics.median(rates[key][1:])
-            print(f"{arch:<12} {name:<34} {rates[key][0]:>14.1f} {results[key]:>13.1f}", flush=True)
+            print(table.row(arch, name, rates[key][0], results[key]), flush=True)
         a, b, c = results["a"], results["b"], results["c"]
-        print(f"{arch:<12} (a)/(b) = {a / b:.3f}   (a)/(c) = {a / c:.2f}   (a+aug)/(b) = {results['a+aug'] / b:.3f}")
+        ratio = f"(a)/(b) = {a / b:.3f}   (a)/(c) = {a / c:.2f}   (a+aug)/(b) = {results['a+aug'] / b:.3f}"
+        print(f"{arch:<12} {ratio}")
+        ratios.append(f"{arch}: {ratio}")
+    write_markdown(args.markdown, caption, table, ratios)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ steady state is the median of the later ones. Prints seconds per 1,000 training 
 float32,mixed_bfloat16``, the speed ratio and each model's validation ROC-AUC after the last epoch.
 
     python benchmarks/training_speed.py [--arch all] [--precisions float32] [--rounds 3] [--num-images 2000]
+                                        [--data DIR] [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")  # several models alternate in one process
 
-from _workspace import bench_data, private_workspace
+from _report import Table, add_markdown_option, write_markdown
+from _workspace import bench_data, dataset_path, private_workspace
 
 
 def build(arch: str, image_size: int, precision: str, steps: int):
@@ -43,13 +45,14 @@ def build(arch: str, image_size: int, precision: str, steps: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="", help="A prepared dataset (default: build the 64 px benchmark).")
+    parser.add_argument("--data", type=dataset_path, help="A prepared dataset (default: build the 64 px benchmark).")
     parser.add_argument("--arch", default="all")
     parser.add_argument("--precisions", default="float32", help="Comma list of Keras dtype policies.")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--num-images", type=int, default=2000, help="Bench images per class when building.")
     parser.add_argument("--rounds", type=int, default=3, help="Epochs per model (the first is not steady state).")
     parser.add_argument("--batch-size", type=int, default=32)
+    add_markdown_option(parser)
     args = parser.parse_args()
 
     import keras
@@ -69,11 +72,21 @@ def main() -> None:
     )
     n_train, precisions = len(parts["train"]), args.precisions.split(",")
     steps = args.rounds * steps_per_epoch(n_train, args.batch_size)
-    print(
+    caption = (
         f"{n_train} training and {len(parts['valid'])} validation images, {args.image_size} px, batch {args.batch_size}"
     )
-    header = ("architecture", "precision", "first epoch s", "s per 1k images", "in code", "ratio", "val AUC")
-    print("{:<13} {:<15} {:>13} {:>15} {:>7} {:>6} {:>7}".format(*header))
+    table = Table(
+        {
+            "architecture": "<13",
+            "precision": "<15",
+            "first epoch s": ">13.1f",
+            "s per 1k images": ">15.2f",
+            "in code": ">7.1f",
+            "ratio": ">6.2f",
+            "val AUC": ">7.3f",
+        }
+    )
+    print(f"{caption}\n{table.header()}")
     for arch in parse_architectures(args.arch):
         keras.utils.set_random_seed(42)
         models = {p: build(arch, args.image_size, p, steps) for p in precisions}
@@ -90,12 +103,10 @@ def main() -> None:
             p_fake = model.predict(valid, verbose=0).reshape(-1)
             auc = roc_auc_score(fake_labels(parts["valid"]), p_fake)
             in_code = get_architecture(arch, args.image_size).seconds_per_kimage
-            print(
-                f"{arch:<13} {precision:<15} {seconds[precision][0]:>13.1f} {per_kimage:>15.2f} {in_code:>7.1f} "
-                f"{base / per_kimage:>6.2f} {auc:>7.3f}",
-                flush=True,
-            )
+            cells = (seconds[precision][0], per_kimage, in_code, base / per_kimage, auc)
+            print(table.row(arch, precision, *cells), flush=True)
         keras.backend.clear_session()
+    write_markdown(args.markdown, caption, table)
 
 
 if __name__ == "__main__":

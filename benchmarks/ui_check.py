@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import urllib.parse
 from pathlib import Path
 
 import requests
+from _workspace import free_port, last_lines, user_path
 
 VIEWPORT = {"width": 1600, "height": 1000}
 
@@ -41,12 +41,6 @@ def check(condition, message: str) -> None:
         raise UiCheckError(message)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def tiny_run(workdir: Path) -> None:
     """A small but complete ``main``: benchmark, two architectures trained and registered, compare."""
     command = [
@@ -58,7 +52,7 @@ def tiny_run(workdir: Path) -> None:
     log = workdir / "ui_check_run.log"
     with log.open("w") as out:
         done = subprocess.run(command, cwd=workdir, env=_env(workdir), stdout=out, stderr=subprocess.STDOUT)
-    check(done.returncode == 0, f"the tiny run failed: {log.read_text()[-3000:]}")
+    check(done.returncode == 0, f"the tiny run exited with {done.returncode}; its last lines:\n{last_lines(log)}")
 
 
 def _env(workdir: Path) -> dict:
@@ -83,7 +77,7 @@ class Server:
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            check(self.process.poll() is None, f"the UI exited: {self.log.read_text()[-2000:]}")
+            check(self.process.poll() is None, f"the UI exited; its last lines:\n{last_lines(self.log)}")
             try:
                 if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return
@@ -255,11 +249,11 @@ def browser_checks(server: Server, facts: dict, out: Path, chromium: str) -> lis
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", required=True, type=Path, help="Folder with mlflow.db and mlruns/.")
-    parser.add_argument("--screenshots", type=Path, help="Where the PNGs go (default WORKDIR/screenshots).")
+    parser.add_argument("--workdir", required=True, type=user_path, help="Folder with mlflow.db and mlruns/.")
+    parser.add_argument("--screenshots", type=user_path, help="Where the PNGs go (default WORKDIR/screenshots).")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args()
-    workdir = args.workdir.resolve()
+    workdir = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     if not Path(args.chromium).is_file():
         print(f"no Chromium at {args.chromium} (Debian: apt-get install chromium)", file=sys.stderr)
@@ -277,7 +271,7 @@ def main() -> int:
             f"REST: {len(facts['architecture_runs'])} architecture runs ranked, best {facts['best']}, "
             f"{facts['compare_runs']} compare runs, registry descriptions and logged-model names checked"
         )
-        shots = browser_checks(server, facts, (args.screenshots or workdir / "screenshots").resolve(), args.chromium)
+        shots = browser_checks(server, facts, args.screenshots or workdir / "screenshots", args.chromium)
     except UiCheckError as error:
         print(f"UI check failed: {error}", file=sys.stderr)
         return 1
