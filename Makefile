@@ -34,7 +34,7 @@ lint: install
 # The documentation site (MkDocs + Material, mkdocs.yml) into site/; --strict turns every warning
 # (a broken link, a page missing from the nav) into a failure.
 docs: $(VENV)/.docs-installed
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site  # no banner about MkDocs 2 on every build
 
 $(VENV)/.docs-installed: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[docs]"
