@@ -70,9 +70,17 @@ def command() -> str:
     return shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
+def section_markers(script: str) -> tuple[str, str]:
+    """The comments that fence what ``benchmarks/<script>`` writes inside a longer page."""
+    return f"<!-- begin: benchmarks/{script} -->", f"<!-- end: benchmarks/{script} -->"
+
+
 def write_markdown(path: Path | None, *parts: str | Table | list[str]) -> None:
     """With ``--markdown PATH``: write ``parts`` to PATH, after a comment naming the command that wrote
-    it: a text is a paragraph, a list of texts a bulleted list, a :class:`Table` its markdown."""
+    it: a text is a paragraph, a list of texts a bulleted list, a :class:`Table` its markdown.
+
+    When PATH already holds this script's :func:`section_markers` (a page such as BENCHMARKS.md),
+    only what lies between them is replaced, so the page's tables are the command's own output."""
     if path is None:
         return
     blocks = [f"<!-- written by: {command()} -->"]
@@ -81,6 +89,12 @@ def write_markdown(path: Path | None, *parts: str | Table | list[str]) -> None:
             blocks.append(part.markdown())
         else:
             blocks.append("\n".join(f"* {line}" for line in part) if isinstance(part, list) else part.strip())
+    text = "\n\n".join(blocks) + "\n"
+    begin, end = section_markers(Path(sys.argv[0]).name)
+    page = path.read_text() if path.is_file() else ""
+    if begin in page and end in page.split(begin, 1)[1]:
+        before, rest = page.split(begin, 1)
+        text = f"{before}{begin}\n{text}{end}{rest.split(end, 1)[1]}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n\n".join(blocks) + "\n")
+    path.write_text(text)
     print(f"markdown written to {path}")

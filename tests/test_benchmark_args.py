@@ -298,3 +298,20 @@ def test_fit_curves_and_calibration_table_write_markdown(finished_train):
     ]
     assert re.search(r"^train run [0-9a-f]{32}; test split", written, re.MULTILINE)
     assert table[2] == cells(next(line for line in done.stdout.splitlines() if line.startswith("| npr")))
+
+
+def test_markdown_replaces_only_its_own_section_of_a_page(bench, tmp_path, monkeypatch):
+    """A page with the script's markers (BENCHMARKS.md) keeps everything outside them."""
+    _, report = bench
+    table = report.Table({"rows": ">6", "seconds": ">8.2f"})
+    table.row(1000, 0.5)
+    begin, end = report.section_markers("compare_scale.py")
+    other_begin, other_end = report.section_markers("serve_load.py")
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text(f"# Title\n\n{begin}\nold table\n{end}\n\nreading\n\n{other_begin}\nkept\n{other_end}\n")
+    monkeypatch.setattr(sys, "argv", ["benchmarks/compare_scale.py", "--markdown", "BENCHMARKS.md"])
+    report.write_markdown(page, "caption", table)
+    written = page.read_text()
+    assert "old table" not in written and table.markdown() in written
+    assert written.startswith(f"# Title\n\n{begin}\n<!-- written by: python benchmarks/compare_scale.py")
+    assert written.endswith(f"{end}\n\nreading\n\n{other_begin}\nkept\n{other_end}\n")
