@@ -9,7 +9,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export MLFLOW_EXPERIMENT_NAME ?= deepfake-detection
 UI_PORT ?= 5000
 
-.PHONY: install run test lint docs ui clean
+.PHONY: install run test test-fast lint docs ui clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -26,6 +26,10 @@ test: install
 	bash .ci/ensure-chromium  # the test marked `browser` drives the MLflow UI in headless Chromium
 	bash .ci/ensure-java  # the tests marked `spark` start a local Spark (JVM)
 	$(BIN)/python -m pytest
+
+# The fast tier: every test not marked slow (no training, servers, Spark, browser or `mlflow run`).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff format --check .

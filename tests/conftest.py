@@ -1,12 +1,16 @@
-"""Shared fixtures: a private SQLite tracking store per test, fixed seeds, small datasets."""
+"""Shared fixtures: a private SQLite tracking store per test, fixed seeds, small datasets, and the
+tiny models several slow tests read (trained once per worker). Markers: ``train``, ``server``,
+``browser`` and ``spark`` imply ``slow``; ``pytest -m "not slow"`` is the fast tier."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,41 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+IMPLY_SLOW = ("train", "server", "browser", "spark")
+# Session fixtures that train a model (only slow tests may use them), and the fixtures whose tests
+# run on one xdist worker (--dist loadgroup), so that what the fixture makes is made once.
+TRAINING_FIXTURES = {"shared_models"}
+ONE_WORKER_FIXTURES = ("shared_models", "auth_server", "tracking_server", "comparison_records")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects and before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(name) for name in IMPLY_SLOW):
+            item.add_marker(pytest.mark.slow)
+        trains = TRAINING_FIXTURES & set(item.fixturenames)
+        if trains and not item.get_closest_marker("slow"):
+            raise pytest.UsageError(f"{item.nodeid} uses {', '.join(sorted(trains))}, which trains: mark it slow")
+        for name in ONE_WORKER_FIXTURES:
+            if name in item.fixturenames:
+                _one_worker(config, item, name)
+                break
+        else:  # in `make test-fast`, the one worker that reads the tiny benchmark builds it
+            if "bench_dataset" in item.fixturenames and not item.get_closest_marker("slow"):
+                _one_worker(config, item, "bench_dataset")
+    # Slow tests first (and the groups, which xdist hands out first): the long ones start while
+    # the other worker still has short ones to take, instead of ending the run alone.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def _one_worker(config, item, group: str) -> None:
+    """Mark ``item`` xdist_group ``group`` and do what --dist loadgroup then does: put the group
+    in the nodeid, which its scheduler reads. pytest-xdist 3.8 sets ``item._nodeid`` for that,
+    which pytest 9 no longer reads (a node's id is ``item._id``), so it is done here too."""
+    item.add_marker(pytest.mark.xdist_group(group))
+    if getattr(config.option, "loadgroup", False) and not item.nodeid.endswith(f"@{group}"):
+        item._id = type(item._id).parse(f"{item.nodeid}@{group}")
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +74,30 @@ def isolated_tracking(tmp_path, monkeypatch):
 
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def tracking_store(root: Path):
+    """Work in ``root`` with its SQLite tracking store (``root/mlflow.db``, artifacts in
+    ``root/mlruns``) while the ``with`` block lasts; yields its URI. For session fixtures: a test
+    is pointed at a store with :func:`use_store`."""
+    import mlflow
+
+    uri, previous = f"sqlite:///{root / 'mlflow.db'}", mlflow.get_tracking_uri()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            use_store(patch, root, uri)
+            yield uri
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def use_store(monkeypatch, root: Path, uri: str) -> None:
+    import mlflow
+
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)  # the autouse fixture sets it again for the next test
 
 
 def mlflow_run(entry_point: str, parameters: dict, env_manager: str = "local", **kwargs) -> subprocess.CompletedProcess:
@@ -110,6 +173,77 @@ def bench_dataset(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("bench") / "data"
     prepare_bench(output, image_size=32, num_images=24, generator_steps=10, progress=False, check=False)
     return output
+
+
+@dataclass(frozen=True)
+class SharedModels:
+    """Every architecture after the tiny training (version 1 of each registered model), trained
+    by one ``mlflow run . -e train -P arch=all`` in a tracking store of its own under ``root``."""
+
+    root: Path
+    uri: str
+    data: Path
+
+    def architecture_run(self, name: str):
+        """The run ``train-<name>`` (read it with the store in use: :func:`shared_store`)."""
+        from mlflow import MlflowClient
+
+        client = MlflowClient(self.uri)
+        experiment = client.get_experiment_by_name("deepfake-detection")
+        (run,) = client.search_runs([experiment.experiment_id], f"attributes.run_name = 'train-{name}'")
+        return run
+
+
+@pytest.fixture(scope="session")
+def shared_models(bench_dataset, tmp_path_factory) -> SharedModels:
+    """Every architecture trained and registered once per session by the train entry point: its
+    tests run on one worker (ONE_WORKER_FIXTURES). For the tests that read the models (predict,
+    serve, explain, compare, the UI) or what training logged; a test that changes the registry or
+    trains again uses a store of its own instead."""
+    from helpers import tiny_training
+
+    root = tmp_path_factory.mktemp("shared-models")
+    with tracking_store(root) as uri:
+        parameters = tiny_training(bench_dataset, root / "outputs", arch="all")
+        done = mlflow_run("train", parameters, capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return SharedModels(root, uri, bench_dataset)
+
+
+@pytest.fixture
+def shared_store(shared_models, monkeypatch) -> SharedModels:
+    """This test works in the shared models' folder and tracking store (what it logs stays there)."""
+    use_store(monkeypatch, shared_models.root, shared_models.uri)
+    return shared_models
+
+
+@dataclass(frozen=True)
+class SharedComparison:
+    table: object  # run_compare's table
+    run_id: str  # the compare run
+
+
+@pytest.fixture(scope="session")
+def shared_comparison(shared_models) -> SharedComparison:
+    """``compare`` of the shared custom_a and custom_c (with the robustness pass), once."""
+    from mlflow import MlflowClient
+
+    from deepfake_detection.compare import run_compare
+    from deepfake_detection.config import CompareSettings
+
+    settings = CompareSettings(
+        models="custom_a,custom_c",
+        data=str(shared_models.data),
+        n_components=8,
+        robustness=True,
+        work_dir=str(shared_models.root / "outputs"),
+    )
+    with tracking_store(shared_models.root):
+        table = run_compare(settings)
+        client = MlflowClient()
+        experiment = client.get_experiment_by_name(settings.experiment)
+        (run,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'compare'")
+    return SharedComparison(table, run.info.run_id)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import aliases, tiny_train_args
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -18,8 +19,8 @@ PASSWORDS = {"reader": "reader-pw-3141", "trainer": "trainer-pw-2718", "release-
 NAME = "deepfake-npr"
 
 
-@pytest.fixture(scope="session")  # one per pytest worker, kept while it runs other modules' tests
-def server():
+@pytest.fixture(scope="session")  # its tests run on one worker (conftest's ONE_WORKER_FIXTURES)
+def auth_server():
     from tracking_server import tracking_server
 
     with tracking_server(admin_password="admin-pw-" + os.urandom(6).hex()) as started:
@@ -69,8 +70,9 @@ def as_user(monkeypatch, server, user: str) -> MlflowClient:
 
 
 @pytest.fixture(scope="session")
-def roles(server):
+def roles(auth_server):
     """`access init` and one user per role, as the admin would from the README."""
+    server = auth_server
     made = cli(server, "admin", "access", "init", "--arch", "npr", check_ok=True)
     assert "deepfake-release-manager: READ on experiment deepfake-detection; MANAGE on deepfake-npr" in made.stdout
     again = cli(server, "admin", "access", "init", "--arch", "npr", check_ok=True)  # idempotent
@@ -87,32 +89,7 @@ def roles(server):
 
 
 def _train(server, user, data, work_dir, password: str = ""):
-    return cli(
-        server,
-        user,
-        "train",
-        "--arch",
-        "npr",
-        "--data",
-        data,
-        "--image-size",
-        "32",
-        "--epochs",
-        "1",
-        "--tuner",
-        "none",
-        "--batch-size",
-        "16",
-        "--seed",
-        "1",
-        "--work-dir",
-        work_dir,
-        password=password,
-    )
-
-
-def aliases(client) -> dict:
-    return {alias: str(version) for alias, version in client.get_registered_model(NAME).aliases.items()}
+    return cli(server, user, "train", *tiny_train_args(data, work_dir, arch="npr", seed=1), password=password)
 
 
 def _logged(server, monkeypatch) -> tuple[list, list]:
@@ -123,7 +100,6 @@ def _logged(server, monkeypatch) -> tuple[list, list]:
 
 
 @pytest.mark.server
-@pytest.mark.slow
 def test_no_login_a_wrong_password_a_missing_permission_or_role_stop_before_any_work(
     roles, bench_dataset, tmp_path, monkeypatch
 ):
@@ -163,7 +139,7 @@ def test_no_login_a_wrong_password_a_missing_permission_or_role_stop_before_any_
 
 
 @pytest.mark.server
-@pytest.mark.slow
+@pytest.mark.train
 def test_each_role_may_do_its_part_and_is_refused_the_rest(roles, bench_dataset, tmp_path, monkeypatch):
     # Trainer: trains and registers; the election would make the first version champion, but the
     # trainer may not move @champion: challenger / Staging, and the output says who promotes it.
@@ -178,7 +154,7 @@ def test_each_role_may_do_its_part_and_is_refused_the_rest(roles, bench_dataset,
         "but this user may not move @champion / Production" in trained.stdout
     )
     assert "A release manager promotes it with `deepfake-detection promote --arch npr --version 1`" in trained.stdout
-    assert aliases(admin) == {"challenger": "1"}
+    assert aliases(admin, NAME) == {"challenger": "1"}
     assert version.current_stage == "Staging" and version.tags["awaiting_release"] == "true"
     runs = admin.search_runs([admin.get_experiment_by_name("deepfake-detection").experiment_id])
     assert sorted((r.info.run_name, r.info.status) for r in runs) == [("train", "FINISHED"), ("train-npr", "FINISHED")]
@@ -206,13 +182,13 @@ def test_each_role_may_do_its_part_and_is_refused_the_rest(roles, bench_dataset,
     refused = error_line(cli(roles, "reader", "promote", "--arch", "npr", "--version", "1"))
     assert "user 'reader' may not make deepfake-npr version 1 champion: needs MANAGE" in refused
     admin = admin_client(roles, monkeypatch)
-    assert aliases(admin) == {"challenger": "1"}  # nothing moved
+    assert aliases(admin, NAME) == {"challenger": "1"}  # nothing moved
     assert [v.version for v in admin.search_model_versions(f"name = '{NAME}'")] == ["1"]  # nothing half-registered
 
     # Release manager: promotes.
     promoted = cli(roles, "release-manager", "promote", "--arch", "npr", "--version", "1", check_ok=True)
     assert "deepfake-npr version 1 is now champion" in promoted.stdout
-    assert aliases(admin) == {"champion": "1"}
+    assert aliases(admin, NAME) == {"champion": "1"}
     assert admin.get_model_version(NAME, "1").current_stage == "Production"
 
     # Reader: predicts with the champion, and compares into its own experiment (not the trainers').

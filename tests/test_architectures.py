@@ -13,6 +13,7 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 from conftest import write_keras2_weights
+from helpers import build_params
 
 from deepfake_detection.architectures import ARCHITECTURES, EMBEDDING_LAYER, OUTPUT_LAYER, WeightsError
 from deepfake_detection.architectures.families import VGGFACE_URL
@@ -51,7 +52,7 @@ def test_every_architecture_is_covered():
     assert set(DEFAULTS) == set(MIN_IMAGE_SIZE) == set(ARCHITECTURES)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", build_params(NAMES))
 def test_hyperparameters_and_their_defaults(name):
     architecture, hp, _ = build(name)
     assert hp.values == pytest.approx(DEFAULTS[name])
@@ -60,7 +61,7 @@ def test_hyperparameters_and_their_defaults(name):
     assert "fine_tune" not in hp.values  # only with pretrained weights
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", build_params(NAMES))
 def test_model_layers_and_output(name):
     architecture, _, model = build(name)
     size = MIN_IMAGE_SIZE[name]
@@ -79,7 +80,7 @@ def test_model_layers_and_output(name):
     assert p_fake.shape == (2, 1) and np.all((p_fake >= 0) & (p_fake <= 1))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", build_params(NAMES))
 def test_fixed_dropout_and_learning_rate_are_honoured(name):
     hp = kt.HyperParameters()
     hp.Fixed("dropout", 0.1)
@@ -229,6 +230,7 @@ def _no_download(monkeypatch):
     monkeypatch.setattr("keras.src.utils.file_utils.get_file", refuse)
 
 
+@pytest.mark.slow  # two DenseNet121 builds
 def test_imagenet_weights_in_the_keras_cache_are_loaded_without_the_network(tmp_path, monkeypatch):
     from deepfake_detection.architectures.families import DENSENET_NOTOP_FILE
 
@@ -266,7 +268,7 @@ def test_vggface_weights_in_the_keras_cache_are_loaded_by_layer_name(tmp_path, m
     )
 
 
-@pytest.mark.parametrize("name", ["vggface16", "densenet121", "custom_a"])
+@pytest.mark.parametrize("name", build_params(["vggface16", "densenet121", "custom_a"]))
 def test_generic_backbones_learn_on_the_npr_residual_from_scratch_and_on_rgb_with_weights(name, tmp_path):
     _, hp, scratch = build(name)
     assert hp.get("input") == "npr"

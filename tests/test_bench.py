@@ -41,6 +41,7 @@ def test_bench_layout_manifest_and_files(bench_dataset):
     assert list(rejected.columns) == ["path", "reason"] and rejected.empty
 
 
+@pytest.mark.slow  # three builds, each training its generators
 def test_bench_is_deterministic_for_a_seed(tmp_path):
     def build(name, seed):
         prepare_bench(
@@ -53,6 +54,7 @@ def test_bench_is_deterministic_for_a_seed(tmp_path):
     assert set(first["sha256"]) != set(other["sha256"])
 
 
+@pytest.mark.slow  # builds a benchmark, training its generators
 def test_clean_bench_is_png(tmp_path):
     prepare_bench(
         tmp_path / "clean", image_size=16, num_images=6, difficulty=0.0, generator_steps=2, progress=False, check=False
@@ -82,11 +84,13 @@ def shortcut_numbers(tmp_path_factory):
     return numbers
 
 
+@pytest.mark.slow  # two 500-image builds, generators trained 150 steps each
 def test_colour_histograms_stay_near_chance(shortcut_numbers):
     assert shortcut_numbers[0.5]["colour_histogram_auc"] <= 0.65
     assert shortcut_numbers[0.0]["colour_histogram_auc"] <= 0.65
 
 
+@pytest.mark.slow
 def test_spectrum_is_informative_but_not_saturated(shortcut_numbers):
     assert 0.70 <= shortcut_numbers[0.5]["spectrum_auc"] <= 0.95
     # The clean generator output is far easier: post-processing is what hides the fingerprint.

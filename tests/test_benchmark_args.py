@@ -150,6 +150,7 @@ def test_inputs_that_are_not_there_are_refused_naming_them(bench, here, capsys, 
     assert message.format(here=here) in capsys.readouterr().err
 
 
+@pytest.mark.slow  # one script process each
 @pytest.mark.parametrize("name", DATA_SCRIPTS)
 def test_each_script_refuses_a_data_that_is_not_there_and_builds_nothing(name, tmp_path):
     done = script(name, "--data", "data/combined-real-vs-fake", cwd=tmp_path)
@@ -229,6 +230,7 @@ def cells(line: str) -> list[str]:
     return [cell.strip() for cell in line.strip("|").split("|") if cell.strip()]
 
 
+@pytest.mark.slow  # runs the script
 def test_compare_scale_writes_the_table_it_prints(tmp_path):
     args = ["--sizes", "200,300", "--dim", "16", "--exact-max", "200", "--n-components", "4", "--landmarks", "30"]
     done = script("compare_scale.py", *args, "--markdown", "docs/compare.md", cwd=tmp_path)
@@ -267,6 +269,7 @@ def finished_train(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow  # runs two scripts on a store
 def test_fit_curves_and_calibration_table_write_markdown(finished_train):
     done = script(
         "fit_curves.py", "--markdown", "curves.md", cwd=finished_train, MLFLOW_TRACKING_URI="sqlite:///mlflow.db"

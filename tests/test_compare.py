@@ -24,8 +24,7 @@ from deepfake_detection.compare import (
     pca_svm_result,
     run_compare,
 )
-from deepfake_detection.config import CompareSettings, TrainSettings
-from deepfake_detection.training import run_training
+from deepfake_detection.config import CompareSettings
 
 Y = np.array([0, 0, 0, 1, 1, 1, 1])
 SEPARATED = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9, 0.95])  # every fake above every real
@@ -36,25 +35,32 @@ def _model(label: str) -> ResolvedModel:
     return ResolvedModel(label, f"models:/deepfake-{label}@champion", f"deepfake-{label}", "2")
 
 
-def _records(label: str) -> list[ClassifierResult]:
+def _records(label: str, worst_metrics: dict) -> tuple[ClassifierResult, ...]:
     """A perfect CNN head and two hand-made SVMs that rank every fake below every real."""
     worst = SEPARATED[::-1]
-    metrics = evaluation.metrics_with_intervals(Y, worst, 0.5)
     pca = PCAAnalysis(
         fit_rows=10, cumulative_variance=np.array([0.6, 0.9]), test_components=np.ones((7, 2)), kmeans_ari=0.25
     )
-    return [
+    return (
         cnn_head_result(_model(label), Y, SEPARATED, threshold=0.5, embedding_dim=4),
-        ClassifierResult(label, "2", "pca_svm", 4, 1.5, 0.5, Y, worst, metrics, pca),
-        ClassifierResult(label, "2", "pca_svm_nystroem", 4, 0.5, 0.5, Y, worst, metrics),
-    ]
+        ClassifierResult(label, "2", "pca_svm", 4, 1.5, 0.5, Y, worst, worst_metrics, pca),
+        ClassifierResult(label, "2", "pca_svm_nystroem", 4, 0.5, 0.5, Y, worst, worst_metrics),
+    )
 
 
-def _comparison() -> Comparison:
+@pytest.fixture(scope="module")  # its tests run on one worker (conftest's ONE_WORKER_FIXTURES)
+def comparison_records() -> dict[str, tuple[ClassifierResult, ...]]:
+    """The records of models "a" and "b", made once: each bootstrap of their metrics takes seconds."""
+    worst_metrics = evaluation.metrics_with_intervals(Y, SEPARATED[::-1], 0.5)
+    return {label: _records(label, worst_metrics) for label in "ab"}
+
+
+@pytest.fixture
+def comparison(comparison_records) -> Comparison:
     robust = pd.DataFrame(
         [{"model": "a", "perturbation": "none", "roc_auc": 0.75, "accuracy": 0.5, "mean_p_fake": 0.4}]
     )
-    return Comparison((*_records("a"), *_records("b")), robustness=robust)
+    return Comparison((*comparison_records["a"], *comparison_records["b"]), robustness=robust)
 
 
 TAIL = ["kmeans_ari", "embedding_dim", "fit_seconds"]
@@ -68,8 +74,7 @@ def test_a_perfectly_separating_head_scores_one_and_counts_by_its_threshold():
     assert result.name == "a CNN head" and result.pca is None and np.isnan(result.fit_seconds)
 
 
-def test_comparison_table_rows_and_metrics_of_two_models():
-    comparison = _comparison()
+def test_comparison_table_rows_and_metrics_of_two_models(comparison, comparison_records):
     worst_ap = np.mean([1 / 4, 2 / 5, 3 / 6, 4 / 7])  # precision at each fake, ranked last
     rows = [
         [label, "2", classifier, *values, ari, 4, seconds]
@@ -107,11 +112,11 @@ def test_comparison_table_rows_and_metrics_of_two_models():
     assert list(confusions) == [f"{m} {c}" for m in "ab" for c in ("CNN head", "PCA+SVM", "PCA+SVM (Nystroem)")]
     assert [confusions["b PCA+SVM"][k] for k in ("tn", "fp", "fn", "tp")] == [0, 3, 3, 1]
     assert list(comparison.explained_variance()) == ["a", "b"] and list(comparison.pca_points()) == ["a", "b"]
-    assert Comparison(tuple(_records("a"))).table().attrs == {}
+    assert Comparison(comparison_records["a"]).table().attrs == {}
 
 
-def test_roc_curves_are_sklearns():
-    panels = Comparison((cnn_head_result(_model("a"), Y, NOISY, 0.5, 4), *_records("a")[1:])).roc_panels()
+def test_roc_curves_are_sklearns(comparison_records):
+    panels = Comparison((cnn_head_result(_model("a"), Y, NOISY, 0.5, 4), *comparison_records["a"][1:])).roc_panels()
     assert {c: list(m) for c, m in panels.items()} == {"CNN head": ["a"], "PCA+SVM": ["a"], "PCA+SVM (Nystroem)": ["a"]}
     fpr, tpr, _ = skm.roc_curve(Y, NOISY)
     np.testing.assert_array_equal(panels["CNN head"]["a"].fpr, fpr)
@@ -125,7 +130,7 @@ def test_roc_curves_are_sklearns():
     assert pr.average_precision == skm.average_precision_score(Y, NOISY) and pr.prevalence == 4 / 7
 
 
-def test_plots_draw_exactly_the_computed_curves_and_counts():
+def test_plots_draw_exactly_the_computed_curves_and_counts(comparison):
     import matplotlib.pyplot as plt
 
     roc = evaluation.roc_points(Y, NOISY)
@@ -146,18 +151,17 @@ def test_plots_draw_exactly_the_computed_curves_and_counts():
     axis = plots.confusion_figure({"tn": 3, "fp": 1, "fn": 2, "tp": 5}, title="t").axes[0]
     assert [t.get_text() for t in axis.texts] == ["3", "1", "2", "5"]  # rows true, columns predicted
     np.testing.assert_array_equal(axis.images[0].get_array(), [[3, 1], [2, 5]])
-    grid = plots.confusion_grid_figure(_comparison().confusions())
+    grid = plots.confusion_grid_figure(comparison.confusions())
     titles = [a.get_title() for a in grid.axes if a.axison]
     assert titles == [f"{m} {c}" for m in "ab" for c in ("CNN head", "PCA+SVM", "PCA+SVM (Nystroem)")]
     plt.close("all")
 
 
-def test_comparison_plots_are_readable():
+def test_comparison_plots_are_readable(comparison):
     """One ROC panel per classifier with a model's style kept across panels; counts readable on
     their cells; PCA axes with their variance; integer epochs."""
     import matplotlib.pyplot as plt
 
-    comparison = _comparison()
     figure = plots.roc_panels_figure(comparison.roc_panels())
     assert [a.get_title() for a in figure.axes] == ["CNN head", "PCA+SVM", "PCA+SVM (Nystroem)"]
     for axis in figure.axes:
@@ -184,6 +188,7 @@ def test_comparison_plots_are_readable():
     plt.close("all")
 
 
+@pytest.mark.slow  # three 1,000-resample bootstraps
 def test_pca_svm_result_is_the_pipeline_fit_on_train():
     rng = np.random.default_rng(2)
     y = {split: np.arange(n) % 2 for split, n in (("train", 60), ("valid", 20), ("test", 30))}
@@ -237,29 +242,24 @@ def test_exact_and_approximate_kernels_agree_on_an_easy_problem():
     auc_exact = roc_auc_score(y[300:], analysis.svm_scores(exact, x[300:]))
     auc_approx = roc_auc_score(y[300:], analysis.svm_scores(approx, x[300:]))
     assert auc_exact > 0.8 and abs(auc_exact - auc_approx) < 0.1
-    assert -1 <= analysis.kmeans_ari(x[:, :2], y) <= 1
 
 
-def test_compare_report_from_registered_models(bench_dataset, tmp_path):
-    trained = run_training(
-        TrainSettings(
-            arch="custom_a,custom_c",
-            data=str(bench_dataset),
-            image_size=32,
-            epochs=1,
-            tuner="none",
-            batch_size=16,
-            work_dir=str(tmp_path / "outputs"),
-        )
-    )
-    settings = CompareSettings(
-        models="custom_a,custom_c",
-        data=str(bench_dataset),
-        n_components=8,
-        robustness=True,
-        work_dir=str(tmp_path / "outputs"),
-    )
-    table = run_compare(settings)
+def test_kmeans_ari_is_one_when_the_labels_follow_the_clusters_and_known_when_they_cross_them():
+    rng = np.random.default_rng(3)
+    blobs = np.concatenate([rng.normal(-5, 0.3, (20, 2)), rng.normal(5, 0.3, (20, 2))])  # two far-apart clusters
+    follows = np.repeat([0, 1], 20)
+    assert analysis.kmeans_ari(blobs, follows) == 1.0
+    assert analysis.kmeans_ari(blobs, 1 - follows) == 1.0  # however k-means numbers its clusters
+    crossed = np.tile([0, 1], 20)  # half of each cluster in each class: a 2 x 2 table of tens
+    # By hand: pairs together in both = 4 C(10, 2) = 180; in each alone: 2 C(20, 2) = 380 (both ways);
+    # expected by chance 380 * 380 / C(40, 2); ARI = (180 - expected) / (380 - expected), about -0.026.
+    expected = 380 * 380 / 780
+    assert analysis.kmeans_ari(blobs, crossed) == pytest.approx((180 - expected) / (380 - expected))
+
+
+@pytest.mark.train
+def test_compare_report_from_registered_models(shared_store, shared_comparison):
+    bench_dataset, outputs, table = shared_store.data, shared_store.root / "outputs", shared_comparison.table
     assert list(table["model"]) == ["custom_a"] * 3 + ["custom_c"] * 3
     assert list(table["classifier"][:3]) == ["cnn_head", "pca_svm", "pca_svm_nystroem"]
     assert set(table["embedding_dim"]) == {512}
@@ -268,17 +268,18 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
             table[metric] <= table[f"{metric}_ci_high"]
         ).all()
     # The CNN head scores what training scored: the registered (calibrated) model, its own threshold.
-    for arch, result in zip(("custom_a", "custom_c"), trained):
+    for arch in ("custom_a", "custom_c"):
+        trained = shared_store.architecture_run(arch).data.metrics
         head = table.query(f"model == '{arch}' and classifier == 'cnn_head'").iloc[0]
-        assert head["roc_auc"] == pytest.approx(result.test["roc_auc"], abs=1e-3)
-        assert head["accuracy"] == pytest.approx(result.test["accuracy"], abs=1e-9)
+        assert head["roc_auc"] == pytest.approx(trained["test_roc_auc"], abs=1e-3)
+        assert head["accuracy"] == pytest.approx(trained["test_accuracy"], abs=1e-9)
     differences = table.attrs["differences"]
     assert len(differences) == 3 + 2  # one pair per classifier (2 models), plus head vs PCA+SVM per model
     assert (differences["significant"] == ((differences["ci_low"] > 0) | (differences["ci_high"] < 0))).all()
 
     client = MlflowClient()
     experiment = client.get_experiment_by_name("deepfake-detection")
-    (run,) = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == "compare"]
+    run = client.get_run(shared_comparison.run_id)
     assert run.data.tags["model.custom_a"] == "deepfake-custom_a/1"
     assert run.data.tags["model.custom_c"] == "deepfake-custom_c/1"
     train_rows = (pd.read_csv(bench_dataset / "manifest.csv").split == "train").sum()
@@ -332,7 +333,7 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
     embeddings = {a.path for a in client.list_artifacts(run.info.run_id, "embeddings/custom_a")}
     assert len(embeddings) == 3
-    folder = next(Path(tmp_path / "outputs" / "embeddings").glob("deepfake-custom_a-v1-*-test-*"))
+    folder = next(Path(outputs / "embeddings").glob("deepfake-custom_a-v1-*-test-*"))
     stored = np.load(folder / "embedding.npy", mmap_mode="r")  # on disk, mapped, never loaded whole
     rows = pd.read_csv(folder / "rows.csv")
     assert stored.shape == (len(rows), 512) and set(rows["label"]) == {"real", "fake"}
@@ -347,7 +348,7 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
             stage="Production",
             data=str(bench_dataset),
             n_components=8,
-            work_dir=str(tmp_path / "outputs"),
+            work_dir=str(outputs),
         )
     )
     pd.testing.assert_frame_equal(
@@ -356,9 +357,7 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
     )
     with pytest.raises(MissingModelError, match="deepfake-vggface16@champion"):
         run_compare(
-            CompareSettings(
-                models="custom_a,vggface16", data=str(bench_dataset), n_components=8, work_dir=str(tmp_path / "outputs")
-            )
+            CompareSettings(models="custom_a,vggface16", data=str(bench_dataset), n_components=8, work_dir=str(outputs))
         )
     skipped = run_compare(
         CompareSettings(
@@ -366,7 +365,7 @@ def test_compare_report_from_registered_models(bench_dataset, tmp_path):
             data=str(bench_dataset),
             n_components=8,
             skip_missing=True,
-            work_dir=str(tmp_path / "outputs"),
+            work_dir=str(outputs),
         )
     )
     assert set(skipped["model"]) == {"custom_a"}
@@ -384,12 +383,12 @@ def test_perturbations_change_the_image_as_named(tmp_path):
     Image.fromarray(pixels).save(buffer, format="PNG")
     original = buffer.getvalue()
     assert robustness.perturb(original, "none") == original
-    sizes = {}
+    sizes, decoded = {}, {}
     for name in robustness.PERTURBATIONS:
         with Image.open(io.BytesIO(robustness.perturb(original, name))) as picture:
             sizes[name] = (picture.format, picture.size)
-            if name == "blur_sigma1":
-                assert np.asarray(picture, dtype=float).std() < pixels.std() * 0.8  # blur smooths noise
+            decoded[name] = np.asarray(picture, dtype=float)
+    assert decoded["blur_sigma1"].std() < pixels.std() * 0.8  # blur smooths noise
     assert sizes["downscale_0.5x"] == ("PNG", (30, 20))
     assert sizes["jpeg_q50"] == ("JPEG", (60, 40))
     q95, q50 = (len(robustness.perturb(original, f"jpeg_q{q}")) for q in (95, 50))

@@ -154,6 +154,7 @@ def test_no_threshold_beats_chance_falls_back_to_one_half_and_is_degenerate():
     assert binary_metrics(Y, SEPARATED, 0.5)["youden_j"] == 1.0
 
 
+@pytest.mark.slow  # bootstraps up to 1,600 rows
 def test_bootstrap_intervals_contain_the_estimate_and_shrink_with_n():
     import numpy as np
 
@@ -252,6 +253,7 @@ def test_a_confident_coin_flip_is_calibrated_to_one_half():
     assert expected_calibration_error(y, calibrated) < 0.01 < 0.4 < expected_calibration_error(y, p)
 
 
+@pytest.mark.slow  # bootstraps 1,000 rows three times
 def test_bootstrap_in_chunks_keeps_every_resample_and_the_intervals(monkeypatch):
     import numpy as np
 

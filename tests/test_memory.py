@@ -26,6 +26,8 @@ K140 = "140k-real-and-fake-faces"
 CIPLAB = "real-and-fake-face-detection"
 MARGIN_MIB = 48
 
+pytestmark = pytest.mark.slow  # a 1,420-file replica built and prepared; each step measured in a fresh process
+
 
 @pytest.fixture(scope="module")
 def replica(tmp_path_factory) -> Path:

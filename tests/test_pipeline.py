@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deepfake_detection.data.pipeline import Augment, load_manifest, make_dataset, preprocess, sample
+from deepfake_detection.data.pipeline import PREPROCESSING, Augment, load_manifest, make_dataset, preprocess, sample
 from deepfake_detection.errors import DatasetError
 
 
@@ -39,15 +39,27 @@ def test_resizes_to_the_requested_size(bench_dataset):
     assert images.shape[1:] == (48, 48, 3)
 
 
-@pytest.mark.parametrize("mode", ["unit", "vggface", "densenet"])
+# What each architecture's input expects, from the published definitions rather than the code:
+# VGGFace (rcmalli's keras-vggface, version 1) takes BGR minus its mean image; DenseNet121 in
+# keras.applications takes ImageNet's "torch" normalisation of RGB in [0, 1].
+VGGFACE_MEAN_BGR = np.array([93.5940, 104.7624, 129.1863])
+IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+PREPROCESSED = {
+    "raw": lambda rgb: rgb,
+    "unit": lambda rgb: rgb / 255.0,
+    "vggface": lambda rgb: rgb[..., ::-1] - VGGFACE_MEAN_BGR,
+    "densenet": lambda rgb: (rgb / 255.0 - IMAGENET_MEAN) / IMAGENET_STD,
+}
+
+
+@pytest.mark.parametrize("mode", list(PREPROCESSED))
 def test_preprocessing_modes(bench_dataset, mode):
+    assert set(PREPROCESSED) == set(PREPROCESSING)  # every mode the pipeline offers is checked here
     raw, _ = _collect(make_dataset(bench_dataset, "test", image_size=32, batch_size=64))
     done, _ = _collect(make_dataset(bench_dataset, "test", image_size=32, batch_size=64, preprocessing=mode))
-    np.testing.assert_allclose(done, np.asarray(preprocess(tf.constant(raw), mode)), rtol=1e-5, atol=1e-4)
-    if mode == "unit":
-        assert done.max() <= 1.0
-    if mode == "vggface":
-        np.testing.assert_allclose(done[..., 0], raw[..., 2] - 93.5940, atol=1e-3)  # BGR, mean removed
+    expected = PREPROCESSED[mode](raw.astype(np.float64))
+    np.testing.assert_allclose(done, expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(preprocess(tf.constant(raw), mode)), expected, rtol=1e-5, atol=1e-4)
 
 
 def test_augmentation_changes_pixels_not_labels_and_is_seeded(bench_dataset):

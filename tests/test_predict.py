@@ -1,4 +1,4 @@
-"""predict, REST serving and explain with a real registered detector (custom_c, 32 px, 1 epoch)."""
+"""predict, REST serving and explain with a real registered detector (the shared custom_c: 32 px, 1 epoch)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -18,49 +17,16 @@ import pytest
 import requests
 from click.testing import CliRunner
 from conftest import jpeg_bytes, mlflow_run
+from helpers import answers, build_params, wait_until
 from PIL import Image
 from tracking_server import free_port
 
 from deepfake_detection import explain
 from deepfake_detection.cli import main
-from deepfake_detection.config import TrainSettings
 from deepfake_detection.errors import MissingModelError
 from deepfake_detection.inference import COLUMNS, InputError, read_predictions, run_predict
-from deepfake_detection.training import run_training
 
 CHAMPION = "models:/deepfake-custom_c@champion"
-
-
-@pytest.fixture(scope="module")
-def store(bench_dataset, tmp_path_factory):
-    """One tracking store with a registered custom_c, shared by this module's tests."""
-    root = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        mlflow.set_tracking_uri(uri)
-        run_training(
-            TrainSettings(
-                arch="custom_c",
-                data=str(bench_dataset),
-                image_size=32,
-                epochs=1,
-                tuner="none",
-                batch_size=16,
-                work_dir=str(root / "outputs"),
-            )
-        )
-    return root, uri
-
-
-@pytest.fixture
-def trained(store, monkeypatch):
-    root, uri = store
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    return root
 
 
 @pytest.fixture
@@ -80,17 +46,18 @@ def images(bench_dataset, tmp_path) -> Path:
 
 def _start(command: list[str], port: int, env: dict) -> subprocess.Popen:
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}: {process.stdout.read()[-3000:]}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                return process
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    process.kill()
-    raise AssertionError("server did not answer /ping within 180 s")
+    try:
+        wait_until(
+            lambda: answers(f"http://127.0.0.1:{port}/ping"),
+            180,
+            "answer to /ping",
+            process=process,
+            output=lambda: process.stdout.read() if process.poll() is not None else "",
+        )
+    except AssertionError:
+        process.kill()
+        raise
+    return process
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -108,7 +75,8 @@ def _payload(paths: list[Path]) -> dict:
     }
 
 
-def test_predict_folder_writes_csv_and_reports_bad_files(trained, images, tmp_path):
+@pytest.mark.train
+def test_predict_folder_writes_csv_and_reports_bad_files(shared_store, images, tmp_path):
     summary = run_predict(str(images), "custom_c", tmp_path / "out" / "predictions.csv", batch_size=4, progress=False)
     table = read_predictions(summary.output)
     assert tuple(table.columns) == COLUMNS
@@ -126,7 +94,8 @@ def test_predict_folder_writes_csv_and_reports_bad_files(trained, images, tmp_pa
     assert not list((tmp_path / "out").glob(".*partial*"))
 
 
-def test_predict_pyfunc_and_stage_uri_agree(trained, images, tmp_path):
+@pytest.mark.train
+def test_predict_pyfunc_and_stage_uri_agree(shared_store, images, tmp_path):
     files = sorted(images.rglob("bench_*"))
     assert len(files) == 6
     by_alias = read_predictions(run_predict(str(images), CHAMPION, tmp_path / "a.csv", progress=False).output)
@@ -143,7 +112,8 @@ def test_predict_pyfunc_and_stage_uri_agree(trained, images, tmp_path):
     assert list(from_bytes["label"]) == list(expected["label"])
 
 
-def test_mlflow_models_serve_agrees_with_predict_and_refuses_bad_requests(trained, images, tmp_path):
+@pytest.mark.train
+def test_mlflow_models_serve_agrees_with_predict_and_refuses_bad_requests(shared_store, images, tmp_path):
     files = sorted(p for p in images.rglob("bench_*"))
     expected = read_predictions(run_predict(str(images), CHAMPION, tmp_path / "p.csv", progress=False).output)
     expected = expected.set_index("path").loc[[str(p) for p in files]]
@@ -203,7 +173,8 @@ def test_mlflow_models_serve_agrees_with_predict_and_refuses_bad_requests(traine
         _stop(server)
 
 
-def test_serve_command_binds_locally_and_answers_413_before_reading(trained, images):
+@pytest.mark.train
+def test_serve_command_binds_locally_and_answers_413_before_reading(shared_store, images):
     from concurrent.futures import ThreadPoolExecutor
 
     files = sorted(p for p in images.rglob("bench_*"))
@@ -241,7 +212,8 @@ def test_serve_command_binds_locally_and_answers_413_before_reading(trained, ima
         _stop(server)
 
 
-def test_predict_bad_input_gives_clear_errors(trained, tmp_path):
+@pytest.mark.train
+def test_predict_bad_input_gives_clear_errors(shared_store, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no files to score"):
         run_predict(str(tmp_path / "empty"), "custom_c", tmp_path / "x.csv")
@@ -250,8 +222,8 @@ def test_predict_bad_input_gives_clear_errors(trained, tmp_path):
     with pytest.raises(InputError, match="matches no files"):
         run_predict(str(tmp_path / "*.jpg"), "custom_c", tmp_path / "x.csv")
     (tmp_path / "one.jpg").write_bytes(jpeg_bytes(1))
-    with pytest.raises(MissingModelError, match="deepfake-custom_a@champion"):
-        run_predict(str(tmp_path / "one.jpg"), "custom_a", tmp_path / "x.csv")  # never registered
+    with pytest.raises(MissingModelError, match="deepfake-npr@champion"):
+        run_predict(str(tmp_path / "one.jpg"), "npr", tmp_path / "x.csv")  # never registered in this store
     with pytest.raises(MissingModelError, match="deepfake-custom_c@nope"):
         run_predict(str(tmp_path / "one.jpg"), "models:/deepfake-custom_c@nope", tmp_path / "x.csv")
     with pytest.raises(MissingModelError, match="not a model this tool can load"):
@@ -298,13 +270,15 @@ def test_gradcam_points_at_the_evidence():
 
 @pytest.mark.parametrize(
     "arch, layer",
-    [
-        ("vggface16", "conv5_3_relu"),
-        ("densenet121", "densenet121_backbone"),
-        ("custom_a", "block6_bn"),
-        ("npr", "stage2_block1_out"),
-        ("custom_c", "res2_relu"),
-    ],
+    build_params(
+        [
+            ("vggface16", "conv5_3_relu"),
+            ("densenet121", "densenet121_backbone"),
+            ("custom_a", "block6_bn"),
+            ("npr", "stage2_block1_out"),
+            ("custom_c", "res2_relu"),
+        ]
+    ),
 )
 def test_gradcam_finds_the_last_feature_map_of_every_architecture(arch, layer):
     import keras_tuner as kt
@@ -320,7 +294,8 @@ def test_gradcam_finds_the_last_feature_map_of_every_architecture(arch, layer):
         explain.gradcam_model(model, "nope")
 
 
-def test_explain_writes_overlays_and_reports_bad_files(trained, images, tmp_path):
+@pytest.mark.train
+def test_explain_writes_overlays_and_reports_bad_files(shared_store, images, tmp_path):
     results = explain.run_explain(str(images), "custom_c", tmp_path / "cams", target="fake", max_images=0)
     done = [r for r in results if not r.error]
     assert len(done) == 6 and {Path(r.source).name for r in results if r.error} == {"truncated.jpg", "notes.txt"}
@@ -330,10 +305,10 @@ def test_explain_writes_overlays_and_reports_bad_files(trained, images, tmp_path
             assert picture.format == "PNG" and picture.width > picture.height  # original beside the overlay
 
 
-@pytest.mark.slow
-def test_mlflow_run_explain_logs_overlays(trained, images):
+@pytest.mark.train
+def test_mlflow_run_explain_logs_overlays(shared_store, images):
     parameters = {"input": images / "fake", "model": "custom_c", "max_images": 2}
-    result = mlflow_run("explain", parameters, capture_output=True, text=True, cwd=trained, timeout=300)
+    result = mlflow_run("explain", parameters, capture_output=True, text=True, cwd=shared_store.root, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("deepfake-detection")
@@ -353,7 +328,8 @@ def test_gradcam_refuses_a_model_without_feature_maps():
         explain.gradcam_model(model)
 
 
-def test_short_batches_are_padded_to_a_few_shapes(trained):
+@pytest.mark.train
+def test_short_batches_are_padded_to_a_few_shapes(shared_store):
     """Whatever batch sizes callers send (Spark's Arrow batches, REST requests), the network
     sees at most log2(batch) + 1 input shapes, so it is traced a few times, not per call."""
     from deepfake_detection.model import load_detector, padded_rows
@@ -381,7 +357,8 @@ def test_short_batches_are_padded_to_a_few_shapes(trained):
 
 
 @pytest.mark.spark
-def test_spark_engine_scores_as_the_local_engine(trained, images, tmp_path):
+@pytest.mark.train
+def test_spark_engine_scores_as_the_local_engine(shared_store, images, tmp_path):
     """predict --engine spark (Spark's binaryFile + mlflow.pyfunc.spark_udf) gives the local
     engine's p_fake per file and the same error rows; Parquet through `mlflow run -e predict`,
     CSV from a session this test starts on 127.0.0.1 and stops."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from helpers import aliases as registered_aliases
 from mlflow import MlflowClient
 
 from deepfake_detection import registry
@@ -66,9 +67,9 @@ def test_the_registry_follows_the_election(tmp_path):
         return str(version.version), registry.settle(client, "rules", digest).champion
 
     def state() -> tuple[dict, dict]:
-        aliases = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
         stages = {str(v.version): v.current_stage for v in client.search_model_versions(f"name = '{name}'")}
-        return aliases, {stage: sorted(n for n, s in stages.items() if s == stage) for stage in set(stages.values())}
+        by_stage = {stage: sorted(n for n, s in stages.items() if s == stage) for stage in set(stages.values())}
+        return registered_aliases(client, name), by_stage
 
     # (valid score, digest, degenerate, version, champion after, aliases after, versions per stage after)
     steps = [

@@ -11,11 +11,13 @@ import threading
 import psycopg2
 import pytest
 import requests
+from helpers import aliases as registered_aliases
+from helpers import expected_role, tiny_settings, tiny_train_args
 from mlflow import MlflowClient
 
 from deepfake_detection import registry, tracking
 from deepfake_detection.compare import run_compare
-from deepfake_detection.config import CompareSettings, TrainSettings
+from deepfake_detection.config import CompareSettings
 from deepfake_detection.training import run_training
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -36,17 +38,7 @@ def _tags(run: dict) -> dict:
 def test_train_and_compare_against_a_shared_tracking_server(tracking_server, bench_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.url)
     work_dir = str(tmp_path / "outputs")
-    run_training(
-        TrainSettings(
-            arch="custom_a",
-            data=str(bench_dataset),
-            image_size=32,
-            epochs=1,
-            tuner="none",
-            batch_size=16,
-            work_dir=work_dir,
-        )
-    )
+    run_training(tiny_settings(bench_dataset, work_dir))
     run_compare(CompareSettings(models="custom_a", data=str(bench_dataset), n_components=8, work_dir=work_dir))
 
     # Runs: the train parent, its child and the compare run, all FINISHED.
@@ -68,12 +60,12 @@ def test_train_and_compare_against_a_shared_tracking_server(tracking_server, ben
     assert _tags(child)["mlflow.parentRunId"] == train["info"]["run_id"]
     assert _tags(compare)["model.custom_a"] == "deepfake-custom_a/1"
 
-    # Registry: version 1 of deepfake-custom_a from the child run; champion unless it is degenerate
-    # (no better than chance on valid, which 1 epoch on 24 images a class can be), else challenger.
+    # Registry: version 1 of deepfake-custom_a from the child run; champion unless it is no better
+    # than chance on valid (which 1 epoch on 24 images a class can be), else challenger.
     model = _api(tracking_server, "GET", "mlflow/registered-models/get", params={"name": "deepfake-custom_a"})[
         "registered_model"
     ]
-    role = "challenger" if _tags(child)["degenerate"] == "true" else "champion"
+    role, stage = expected_role("models:/deepfake-custom_a/1", bench_dataset)
     assert {(a["alias"], a["version"]) for a in model["aliases"]} == {(role, "1")}
     version = _api(
         tracking_server,
@@ -82,6 +74,7 @@ def test_train_and_compare_against_a_shared_tracking_server(tracking_server, ben
         params={"name": "deepfake-custom_a", "alias": role},
     )["model_version"]
     assert version["version"] == "1" and version["run_id"] == child["info"]["run_id"]
+    assert version["current_stage"] == stage
 
     # Artifacts: listed and served by the server, stored under its --artifacts-destination.
     files = _api(tracking_server, "GET", "mlflow/artifacts/list", params={"run_id": child["info"]["run_id"]})["files"]
@@ -137,22 +130,7 @@ def _train_command(data, work_dir, seed: int) -> list[str]:
         "-m",
         "deepfake_detection",
         "train",
-        "--arch",
-        "npr",
-        "--data",
-        str(data),
-        "--image-size",
-        "32",
-        "--epochs",
-        "1",
-        "--tuner",
-        "none",
-        "--batch-size",
-        "16",
-        "--seed",
-        str(seed),
-        "--work-dir",
-        str(work_dir),
+        *tiny_train_args(data, work_dir, arch="npr", seed=seed),
     ]
 
 
@@ -184,7 +162,7 @@ def test_two_trains_registering_at_once_get_consecutive_versions_and_one_champio
     assert [str(v.version) for v in versions] == ["1", "2"]
     assert {v.run_id for v in versions} == {r.info.run_id for r in runs if r.info.run_name == "train-npr"}
     best = max(versions, key=lambda v: (float(v.tags["valid_roc_auc"]), -int(v.version)))
-    aliases = {role: str(version) for role, version in client.get_registered_model(name).aliases.items()}
+    aliases = registered_aliases(client, name)
     print(f"observed: versions {[(v.version, v.tags['valid_roc_auc']) for v in versions]}, aliases {aliases}")
     expected = {"champion": str(best.version)} | ({"challenger": "2"} if str(best.version) == "1" else {})
     assert aliases == expected  # the challenger is the newest version after the champion, if any
@@ -235,8 +213,9 @@ def test_many_registrations_at_once_elect_the_best_version(tracking_server, monk
     assert float(best.tags["valid_roc_auc"]) == max(scores)
     newest = str(len(scores))
     expected = {"champion": str(best.version)} | ({"challenger": newest} if str(best.version) != newest else {})
-    aliases = {role: str(version) for role, version in client.get_registered_model(name).aliases.items()}
-    assert aliases == expected  # the challenger is the newest version after the champion, if any
+    assert (
+        registered_aliases(client, name) == expected
+    )  # the challenger is the newest version after the champion, if any
     stages = {str(n): v.current_stage for n, v in versions.items()}
     assert [role for role, stage in stages.items() if stage == "Production"] == [str(best.version)]
     assert [role for role, stage in stages.items() if stage == "Staging"] == (

@@ -9,6 +9,8 @@ import sys
 import pytest
 from conftest import PROJECT
 
+from deepfake_detection.architectures import ARCHITECTURES
+
 CHROMIUM = shutil.which("chromium")
 SCREENSHOTS = (
     "leaderboard.png",
@@ -23,26 +25,27 @@ SCREENSHOTS = (
 
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (bash .ci/ensure-chromium)")
-def test_the_ui_opens_on_the_leaderboard_and_shows_plots_side_by_side(tmp_path):
-    """benchmarks/ui_check.py on a tiny `main` run: it fails on any check of the pages it opens
-    (the leaderboard's rows in test ROC-AUC order, ROC curves and confusion matrices of every
-    architecture run on the compare page, descriptions on the runs and registered models)."""
+def test_the_ui_opens_on_the_leaderboard_and_shows_plots_side_by_side(shared_models, shared_comparison, tmp_path):
+    """benchmarks/ui_check.py on the shared store (every architecture trained and registered,
+    custom_a and custom_c compared): it fails on any check of the pages it opens (the leaderboard's rows in test
+    ROC-AUC order, ROC curves and confusion matrices of every architecture run on the compare
+    page, descriptions on the runs and registered models)."""
+    screenshots = tmp_path / "screenshots"
     result = subprocess.run(
         [
             sys.executable,
             str(PROJECT / "benchmarks" / "ui_check.py"),
-            "--workdir",
-            str(tmp_path),
-            "--chromium",
-            CHROMIUM,
+            *("--workdir", str(shared_models.root), "--screenshots", str(screenshots)),
+            *("--chromium", CHROMIUM),
         ],
         capture_output=True,
         text=True,
         timeout=540,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    assert "2 architecture runs ranked" in result.stdout
+    assert "making a tiny run" not in result.stdout  # it checked the shared store, not a run of its own
+    assert f"{len(ARCHITECTURES)} architecture runs ranked" in result.stdout
     for name in SCREENSHOTS:
-        png = tmp_path / "screenshots" / name
+        png = screenshots / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000, name
         assert f"{name}:" in result.stdout

@@ -17,12 +17,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
+from helpers import answers, wait_until
 
 PG_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 MISSING = (
@@ -216,14 +215,10 @@ def tracking_server(timeout: float = 60.0, admin_password: str = "") -> Iterator
 
 
 def _wait_healthy(process: subprocess.Popen, url: str, log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{_tail(log_path)}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"mlflow server did not answer {url}/health within {timeout:.0f} s:\n{_tail(log_path)}")
+    wait_until(
+        lambda: answers(f"{url}/health"),
+        timeout,
+        f"mlflow server answer on {url}/health",
+        process=process,
+        output=lambda: _tail(log_path),
+    )
