@@ -30,7 +30,7 @@ def train_args(data: Path, work_dir: Path, port: int, **overrides) -> list[str]:
     """The tiny training, data-parallel over two processes on 127.0.0.1:``port`` (add ``--process-id``)."""
     cluster = {"distribute": "multi-host", "coordinator": f"127.0.0.1:{port}", "num_processes": 2}
     options = {"epochs": 2, "max_trials": 1, "tuner": "random", "batch_size": 8, "distribute_timeout": 60}
-    return tiny_train_args(data, work_dir, **options, **cluster, **overrides)
+    return tiny_train_args(data, work_dir, **(options | cluster | overrides))
 
 
 class Process:
