@@ -114,11 +114,12 @@ def test_training_input_memory_does_not_grow_with_the_split(prepared):
     assert "streamed" in plan and "800-file buffer" in plan
     # What streaming may add for 4x the images: the shuffle buffer holds up to 4,096 *encoded*
     # files (here all 800 of them, 600 more than the small run), and tf.data's autotuned prefetch
-    # may keep a few more decoded batches in flight on a longer run (seen: up to 2 batches).
+    # may keep a few more decoded batches in flight on a longer run (seen: up to 2 batches on an idle
+    # machine, 3.7 and 4.5 with the other core busy).
     rows = {n: load_splits(prepared, n, splits=("train",))["train"] for n in (200, 800)}
     encoded = {n: sum(os.path.getsize(f) for f in r["file"]) / 2**20 for n, r in rows.items()}
     batch = 32 * 256 * 256 * 3 * 4 / 2**20  # one float32 batch of 32 images at 256 px: 24 MiB
-    allowance = encoded[800] - encoded[200] + 3 * batch
+    allowance = encoded[800] - encoded[200] + 5 * batch
     decoded_extra = 600 * 256 * 256 * 3 * 4 / 2**20  # holding the 600 more images decoded: 450 MiB
     assert allowance < decoded_extra / 3, allowance  # so the check can still see a split held in memory
     assert large - small < allowance, (small, large, allowance)

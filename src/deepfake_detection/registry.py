@@ -172,15 +172,26 @@ def describe(client, name, architecture, version, image_size, dataset_digest, ru
             "reported, never used to choose."
         ),
     )
-    for key, value in {"architecture": architecture, "positive_class": "fake", "task": "real-vs-fake images"}.items():
-        client.set_registered_model_tag(name, key, value)
-    if image_size:
-        client.set_registered_model_tag(name, "image_size", str(image_size))
+    tags = {"architecture": architecture, "positive_class": "fake", "task": "real-vs-fake images"}
+    for key, value in (tags | ({"image_size": str(image_size)} if image_size else {})).items():
+        _set_model_tag(client, name, key, value)
     lines = [f"test ROC-AUC {_interval(test, 'roc_auc')}"]
     lines += [f"test {k} {_interval(test, k)}" for k in ("accuracy", "f1") if k in test]
     lines += [f"valid ROC-AUC {valid['roc_auc']:.3f} (what the election compares)"]
     lines += [f"dataset digest {dataset_digest}", f"run {run_id}", "positive class: fake (1)"]
     client.update_model_version(name, version, description="; ".join(lines))
+
+
+def _set_model_tag(client, name: str, key: str, value: str) -> None:
+    """Set a registered-model tag; two processes registering at once may both insert it (a
+    unique-key error on PostgreSQL): then it is there already, with the value both wanted."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.set_registered_model_tag(name, key, value)
+    except MlflowException:
+        if client.get_registered_model(name).tags.get(key) != value:
+            raise
 
 
 def settle(client, architecture: str, dataset_digest: str, rounds: int = 20, may_release: bool = True) -> Election:
