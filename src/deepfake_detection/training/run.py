@@ -60,12 +60,12 @@ def train_architecture(
 def follow_process_0(settings: TrainSettings) -> None:
     """A multi-host process other than 0: fit the shard of each final fit process 0 starts; log nothing."""
     settings, parts, digest = load_training_data(settings)
+    cluster = multihost.Cluster.join(settings, digest)
 
     def fit(name: str, hyperparameters: dict, epochs: int):
         search = Search.create(name, settings, parts, digest)
         return final_fit(search, kt.HyperParameters.from_config(hyperparameters), epochs, cluster)
 
-    cluster = multihost.Cluster.join(settings, digest)
     multihost.follow(cluster, fit)
 
 
