@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from deepfake_detection.errors import DistributedError, SettingsError
 
 HEARTBEAT_SECONDS = 30  # a process silent this long is declared dead by the coordinator
+LEAVE_GRACE_SECONDS = 2.0  # process 0 outlives the others' disconnection by this much (_wait_until_alone)
 # Settings that must agree across the processes (the dataset is compared by its digest: each
 # machine may keep its copy at another path; the working folder and cache budget are local).
 SHARED_SETTINGS = (
@@ -150,12 +151,14 @@ class Cluster:
             for other in range(1, self.num_processes):
                 answer = self._get(f"ready/{other}", self.timeout)
                 if answer != "ok":
+                    self._wait_until_alone()  # the refusing process disconnects before the coordinator stops
                     raise DistributedError(f"process {other} refused to start: {answer}")
             return
         theirs = json.loads(self._get("settings", self.timeout))
         differ = [f"{k} {mine[k]!r} here, {theirs[k]!r} on process 0" for k in mine if mine[k] != theirs.get(k)]
         self._set(f"ready/{self.process_id}", "ok" if not differ else "settings differ: " + "; ".join(differ))
         if differ:
+            self.leave()  # while process 0's coordinator still runs: at exit, JAX would abort this process
             raise DistributedError(f"{self.name}: settings differ from process 0's: " + "; ".join(differ))
 
     # -- the fit: the placement a final fit is handed (training.fit.Placement) -------------------------
@@ -254,6 +257,7 @@ class Cluster:
         except BaseException as error:
             with contextlib.suppress(Exception):
                 self.send("failed", error=f"{type(error).__name__}: {error}"[:2000])
+                self._wait_until_alone()
             raise
         self.send("done")
         self._wait_until_alone()
@@ -267,16 +271,21 @@ class Cluster:
 
     def _wait_until_alone(self) -> None:
         """Process 0: return once every other process has disconnected (or ``timeout`` passed),
-        so the coordinator does not stop under them."""
-        deadline = time.monotonic() + self.timeout
+        so the coordinator does not stop under them. The service counts a process gone as soon
+        as it receives its shutdown, before that process has its answer: stopping the service
+        then aborts it (SIGABRT), so process 0 stays a moment longer (:data:`LEAVE_GRACE_SECONDS`)."""
         others = list(range(1, self.num_processes))
-        while others and time.monotonic() < deadline:
-            try:
-                if not self._client().get_live_nodes(others):
-                    return
+        if not others:
+            return
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:  # the asking process must be among those asked about
+                if not set(others) & set(self._client().get_live_nodes([self.process_id, *others])):
+                    break
             except Exception:  # the service no longer knows them: they are gone
-                return
+                break
             time.sleep(0.2)
+        time.sleep(LEAVE_GRACE_SECONDS)
 
     # -- the coordinator's key-value store ----------------------------------------------------------
 
@@ -340,6 +349,7 @@ def follow(cluster: Cluster, fit) -> None:
             print(f"{cluster.name}: process 0 is done; nothing was logged here", flush=True)
             return
         if message["kind"] == "failed":
+            cluster.leave()
             raise DistributedError(f"process 0 stopped: {message['error']}")
         name = message["architecture"]
         print(f"{cluster.name}: {name}: fitting its shard, {message['epochs']} epoch(s)", flush=True)
