@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import io
 import json
 import os
@@ -125,6 +126,12 @@ def test_a_train_run_logs_its_metrics_plots_and_model_which_loads_by_alias_and_s
     on_model = {m.key: m for m in logged.metrics}
     assert on_model["test_roc_auc"].value == pytest.approx(metrics["test_roc_auc"])
     assert on_model["test_roc_auc"].dataset_digest == child.data.tags["dataset_digest"]
+    # Its environment: this package's dependencies at the versions that trained it (the package's
+    # own code travels with the model), not what MLflow would infer by loading it.
+    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{child.info.run_id}/custom_a/requirements.txt"))
+    pinned = dict(line.split("==") for line in requirements.read_text().split())
+    assert pinned["tensorflow"] == importlib.metadata.version("tensorflow")
+    assert pinned["keras"] == keras.__version__ and "deepfake-image-detection" not in pinned
 
     # Loading by alias and by stage predicts what the trained model predicted on test.
     logged = pd.read_json(

@@ -24,6 +24,7 @@ from deepfake_detection.errors import MissingModelError
 
 CONFIG_FILE = "detector.json"
 KERAS_FILE = "model.keras"
+DISTRIBUTION = "deepfake-image-detection"  # the package's name on an index (pyproject.toml)
 MAX_IMAGE_BYTES = 50 * 2**20  # one encoded image; larger uploads are refused, not decoded
 DEFAULT_MAX_REQUEST_BYTES = 64 * 2**20  # all images of one pyfunc call / REST request together
 
@@ -248,6 +249,27 @@ def signature():
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
+def pip_requirements() -> list[str] | None:
+    """The logged detector's pip requirements: this package's runtime dependencies (its code
+    travels with the model as ``code_paths``), pinned to the versions installed here; ``None``
+    (MLflow infers them) when the package is not installed. Inferring loads the model in a
+    subprocess (8 s of the 26 s a tiny ``train`` of custom_a took) and got them wrong here: it
+    listed this package, which no index serves, and left TensorFlow and Keras out."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    from packaging.requirements import Requirement
+
+    try:
+        specs = [Requirement(spec) for spec in requires(DISTRIBUTION) or []]
+        return [
+            f"{spec.name}=={version(spec.name)}"
+            for spec in specs
+            if spec.marker is None or spec.marker.evaluate({"extra": ""})  # not the optional extras
+        ]
+    except PackageNotFoundError:
+        return None
+
+
 def log_detector(keras_model, config: DetectorConfig, example_image: bytes, work_dir: Path, name: str = "model"):
     """Log the detector as a pyfunc model in the active run; returns the ModelInfo."""
     import deepfake_detection
@@ -264,6 +286,7 @@ def log_detector(keras_model, config: DetectorConfig, example_image: bytes, work
         artifacts={"keras_model": str(keras_path), "config": str(config_path)},
         code_paths=[str(Path(deepfake_detection.__file__).parent)],
         signature=signature(),
+        pip_requirements=pip_requirements(),
         input_example=pd.DataFrame({"image": [example_image]}),
         metadata={
             "positive_class": "fake",
