@@ -30,6 +30,7 @@ from deepfake_detection.errors import DistributedError, SettingsError
 
 HEARTBEAT_SECONDS = 30  # a process silent this long is declared dead by the coordinator
 LEAVE_GRACE_SECONDS = 2.0  # process 0 outlives the others' disconnection by this much (_wait_until_alone)
+FAILED_WAIT_SECONDS = 5.0  # after a failed fit, how long process 0 waits for the others to leave
 # Settings that must agree across the processes (the dataset is compared by its digest: each
 # machine may keep its copy at another path; the working folder and cache budget are local).
 SHARED_SETTINGS = (
@@ -257,34 +258,34 @@ class Cluster:
         except BaseException as error:
             with contextlib.suppress(Exception):
                 self.send("failed", error=f"{type(error).__name__}: {error}"[:2000])
-                self._wait_until_alone()
+                self._wait_until_alone(timeout=FAILED_WAIT_SECONDS)  # a process that died never answers
             raise
         self.send("done")
         self._wait_until_alone()
 
     def leave(self) -> None:
-        """The others, when process 0 is done: disconnect now, while its coordinator still runs
-        (at exit, after it has stopped, JAX would abort the process)."""
+        """The others, when process 0 is done or refused them: say so, then disconnect now, while
+        its coordinator still runs (at exit, after it has stopped, JAX would abort the process)."""
         import jax
 
+        self._set(f"left/{self.process_id}", "leaving")
         jax.distributed.shutdown()
 
-    def _wait_until_alone(self) -> None:
-        """Process 0: return once every other process has disconnected (or ``timeout`` passed),
-        so the coordinator does not stop under them. The service counts a process gone as soon
-        as it receives its shutdown, before that process has its answer: stopping the service
-        then aborts it (SIGABRT), so process 0 stays a moment longer (:data:`LEAVE_GRACE_SECONDS`)."""
+    def _wait_until_alone(self, timeout: float | None = None) -> None:
+        """Process 0: return once every other process has disconnected, so the coordinator does
+        not stop under them. Each says it is leaving (:meth:`leave`); one silent for ``timeout``
+        s (default: the cluster's) is dead or stuck, and not waited for. The service counts a
+        process gone as soon as it receives its shutdown, before that process has its answer:
+        stopping the service then aborts it (SIGABRT), so process 0 stays a moment longer."""
         others = list(range(1, self.num_processes))
-        if not others:
+        try:
+            for other in others:
+                self._get(f"left/{other}", self.timeout if timeout is None else timeout)
+        except DistributedError:
             return
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            try:  # the asking process must be among those asked about
-                if not set(others) & set(self._client().get_live_nodes([self.process_id, *others])):
-                    break
-            except Exception:  # the service no longer knows them: they are gone
-                break
-            time.sleep(0.2)
+        with contextlib.suppress(Exception):  # the asking process must be among those asked about
+            while set(others) & set(self._client().get_live_nodes([self.process_id, *others])):
+                time.sleep(0.2)
         time.sleep(LEAVE_GRACE_SECONDS)
 
     # -- the coordinator's key-value store ----------------------------------------------------------
