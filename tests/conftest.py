@@ -23,7 +23,7 @@ IMPLY_SLOW = ("train", "server", "browser", "spark")
 # Session fixtures that train a model (only slow tests may use them), and the fixtures whose tests
 # run on one xdist worker (--dist loadgroup), so that what the fixture makes is made once.
 TRAINING_FIXTURES = {"shared_models"}
-ONE_WORKER_FIXTURES = ("shared_models", "auth_server", "tracking_server", "comparison_records")
+ONE_WORKER_FIXTURES = ("shared_models", "auth_server", "tracking_server", "comparison_records", "shortcut_numbers")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects and before xdist reads the groups

@@ -195,6 +195,7 @@ def tracking_server(timeout: float = 60.0, admin_password: str = "") -> Iterator
                     "[mlflow]\ndefault_permission = NO_PERMISSIONS\nadmin_username = admin\n"
                     f"database_uri = postgresql+psycopg2://mlflow@/mlflow_auth?host={socket_dir}&port={pg_port}\n"
                     "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                    "auth_cache_ttl_seconds = 60\n"
                 )
                 env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
                 env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = os.urandom(16).hex()
