@@ -18,7 +18,8 @@ def plan_epochs(architectures: list[Architecture], train_images: int, budget_min
     is below ``max_epochs``, until none fits. So all get the same number of epochs as far as the
     budget allows, and what the slowest cannot use goes to the faster ones. Costs are each
     architecture's measured seconds per epoch (:meth:`Architecture.epoch_seconds`). A pure
-    function of its arguments: the same settings give the same plan, and models, on any machine."""
+    function of its arguments: the same settings give the same plan on any machine (and the same
+    models on the same kind of processor: TensorFlow's CPU kernels differ between families)."""
     if budget_minutes <= 0:
         return {a.name: max_epochs for a in architectures}
     cost = {a.name: a.epoch_seconds(train_images) for a in architectures}
