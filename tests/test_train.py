@@ -205,42 +205,16 @@ def test_a_study_is_keyed_on_every_setting_that_changes_what_a_trial_scores(tmp_
     assert study_dir("custom_a", base, "other-data") != study != study_dir("custom_c", base, "digest")
 
 
-def test_a_budget_gives_every_architecture_the_same_epochs_as_far_as_it_goes():
-    from types import SimpleNamespace
-
-    from deepfake_detection.training import plan_epochs
-
-    def arch(name, seconds_per_epoch):
-        return SimpleNamespace(name=name, epoch_seconds=lambda images: seconds_per_epoch * images / 1000)
-
-    nets = [arch("slow", 60.0), arch("fast", 5.0), arch("medium", 20.0)]  # seconds per epoch at 1,000 images
-    assert plan_epochs(nets, 1000, budget_minutes=0, max_epochs=7) == {"slow": 7, "fast": 7, "medium": 7}
-    # 600 s: seven epochs each cost 595 s; the 5 s left buy fast an eighth.
-    plan = plan_epochs(nets, 1000, budget_minutes=10, max_epochs=10)
-    assert plan == {"slow": 7, "fast": 8, "medium": 7}
-    assert list(plan) == ["slow", "fast", "medium"]  # in the order asked for
-    assert plan_epochs(nets, 1000, budget_minutes=10, max_epochs=5) == {"slow": 5, "fast": 5, "medium": 5}
-    tight = plan_epochs(nets, 1000, budget_minutes=0.5, max_epochs=10)
-    assert tight == {"slow": 1, "fast": 1, "medium": 1}  # at least one epoch each, even over the budget
-    # Four times the images: slow cannot afford a second epoch; the others share what it leaves.
-    assert plan_epochs(nets, 4000, budget_minutes=10, max_epochs=10) == {"slow": 1, "fast": 6, "medium": 3}
-    for images, minutes in ((1000, 10), (4000, 10), (2500, 5)):
-        plan = plan_epochs(nets, images, budget_minutes=minutes, max_epochs=10)
-        assert sum(plan[n.name] * n.epoch_seconds(images) for n in nets) <= minutes * 60
-
-
 @pytest.mark.train
-def test_a_budgeted_train_logs_its_plan_the_same_seed_gives_the_same_models_and_promote_by_hand(
-    bench_dataset, tmp_path
-):
+def test_a_planned_train_logs_its_plan_the_same_seed_gives_the_same_models_and_promote_by_hand(bench_dataset, tmp_path):
     settings = tiny_settings(
-        bench_dataset, tmp_path / "outputs", arch="npr,spectrum", epochs=3, budget_minutes=0.0001, num_samples=24
+        bench_dataset, tmp_path / "outputs", arch="npr,spectrum", epochs=3, plan="npr=1,spectrum=1", num_samples=24
     )
     first = run_training(settings)
     client = MlflowClient()
     for result in first:
         run = client.get_run(result.run_id)
-        assert run.data.params["fit_epochs"] == "1"  # 0.006 s cannot buy more than the one epoch each gets
+        assert run.data.params["fit_epochs"] == "1"  # the plan's, not --epochs' 3
         assert run.data.metrics["epochs_run"] == 1
     assert (first[0].version, first[0].role) == ("1", "champion"), "seed 42 must give an npr better than chance"
     again = run_training(replace(settings, work_dir=str(tmp_path / "again")))
@@ -263,7 +237,7 @@ def test_a_budgeted_train_logs_its_plan_the_same_seed_gives_the_same_models_and_
     assert client.get_model_version(name, "2").current_stage == "Production"
     assert client.get_model_version(name, "1").current_stage == "Archived"
     assert aliases(client, name) == {"champion": "2"}  # the challenger alias left with the promotion
-    (other_seed,) = run_training(replace(settings, arch="npr", work_dir=str(tmp_path / "other"), seed=7))
+    (other_seed,) = run_training(replace(settings, arch="npr", plan="npr=1", work_dir=str(tmp_path / "other"), seed=7))
     assert other_seed.test != first[0].test
 
 

@@ -30,9 +30,8 @@ class TrainSettings:
     data: str = DEFAULT_DATA
     image_size: int = 64
     epochs: int = 3  # per trial and for the final fit (its cap under a budget)
-    budget_minutes: float = (
-        0.0  # final fits' time on the reference machine, split across architectures; 0 = `epochs` each
-    )
+    budget_minutes: float = 0.0  # training minutes on this machine, measured then split; 0 = `epochs` each
+    plan: str = ""  # pinned epochs per architecture, "npr=4,spectrum=4"; wins over the budget
     max_trials: int = 2
     tuner: str = "random"  # hyperband | bayesian | random | none
     executions_per_trial: int = 1

@@ -47,6 +47,11 @@ def run_tuning(
         raise TuningError("tune spreads trials over machines itself; --distribute multi-host is for train")
     if settings.tuner == "none":
         raise TuningError("tune needs a tuner (random, bayesian or hyperband), not 'none'")
+    if settings.budget_minutes > 0 or settings.plan:
+        raise TuningError(
+            "tune's trials run --epochs each on every worker; a time budget or --plan is for train "
+            "(the workers could not know the chief's planned epochs)"
+        )
     host, _, port = oracle.rpartition(":")
     if not host or not port.isdigit():
         raise TuningError(f"--oracle must be HOST:PORT, got {oracle!r}")

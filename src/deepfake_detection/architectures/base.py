@@ -94,8 +94,9 @@ class Architecture(kt.HyperModel):
     learning_rates: tuple[float, float, float] = (1e-4, 3e-3, 1e-3)  # search range and default (the peak)
     weight_decay: float = 1e-4  # AdamW's decoupled weight decay (default of the searched choice)
     augment: float = 0.5  # default augmentation strength
-    # Measured training seconds per 1,000 images at 64 px on the reference machine (2 vCPU, no
-    # GPU; `python benchmarks/training_speed.py`); how a time budget becomes epochs.
+    # Training seconds per 1,000 images at 64 px measured once on a reference machine (2 vCPU, no
+    # GPU; `python benchmarks/training_speed.py`): a reference figure only. A time budget is
+    # planned from this machine's speed, measured before training (training/speed.py).
     seconds_per_kimage: float = 10.0
 
     def __init__(self, image_size: int = 64, weights: str = "none"):
@@ -113,7 +114,8 @@ class Architecture(kt.HyperModel):
         self.training_steps = 0
 
     def epoch_seconds(self, train_images: int) -> float:
-        """Expected seconds of one training epoch (validation included) on the reference machine."""
+        """Seconds of one training epoch (validation included) on the reference machine (a reference
+        figure: budgets are planned from the speed measured where they run)."""
         return self.seconds_per_kimage * train_images / 1000 * (self.image_size / 64) ** 2
 
     @property

@@ -97,8 +97,15 @@ def train_options(
             "--budget-minutes",
             type=click.FloatRange(0),
             default=TRAIN.budget_minutes,
-            help="Minutes of final fits on the reference machine (2 vCPU), split across the architectures "
-            "by their measured speed into epochs (at most --epochs each); 0 = --epochs each.",
+            help="Minutes of training (search and final fits) on this machine: its speed is measured first, "
+            "then split across the architectures into epochs (at most --epochs each); a fit that runs behind "
+            "stops at an epoch boundary. 0 = --epochs each.",
+        ),
+        click.option(
+            "--plan",
+            default=TRAIN.plan,
+            help="Epochs per architecture, e.g. 'npr=4,spectrum=4' (every architecture trained): reproduces a "
+            "published run's plan on any machine; the budget is then not used.",
         ),
         click.option(
             "--max-trials",

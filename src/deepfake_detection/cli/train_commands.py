@@ -91,7 +91,10 @@ MAIN = dict(num_images=2000, budget_minutes=9.0, epochs=8, max_trials=0)
     "--budget-minutes",
     type=click.FloatRange(0),
     default=MAIN["budget_minutes"],
-    help="Minutes of final fits on the reference machine (2 vCPU), split across the architectures; 0 = --epochs each.",
+    help="Minutes of training on this machine (measured, then split across the architectures); 0 = --epochs each.",
+)
+@click.option(
+    "--plan", default="", help="Pinned epochs per architecture ('npr=4,spectrum=4'); the budget is then unused."
 )
 @click.option(
     "--epochs", type=click.IntRange(1), default=MAIN["epochs"], help="Most epochs of any final fit (and per trial)."
@@ -111,6 +114,7 @@ def main_job(
     budget_minutes: float,
     epochs: int,
     max_trials: int,
+    plan: str,
     seed: int,
 ) -> None:
     """The README's main job: build the offline benchmark if missing, train every architecture, compare them."""
@@ -123,6 +127,7 @@ def main_job(
         image_size=image_size,
         epochs=epochs,
         budget_minutes=budget_minutes,
+        plan=plan,
         max_trials=max(1, max_trials),
         tuner="random" if max_trials else "none",
         seed=seed,

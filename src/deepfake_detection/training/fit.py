@@ -22,6 +22,7 @@ import keras_tuner as kt
 import mlflow
 
 from deepfake_detection import tracking, tuning
+from deepfake_detection.training.budget import Budget, EpochProgress
 from deepfake_detection.training.plan import steps_per_epoch
 from deepfake_detection.training.study import Search
 
@@ -53,18 +54,21 @@ class Fit:
     images_per_second: float
     weights_sha256: str = ""  # multi-host: the same in every process (checked)
     processes: int = 1
+    stopped_by_budget: bool = False
 
 
-def search_hyperparameters(search: Search, strategy) -> kt.HyperParameters:
+def search_hyperparameters(search: Search, strategy, budget: Budget | None = None) -> kt.HyperParameters:
     """The best hyperparameters of the (resumed) search; the fixed ones alone with ``--tuner none``
-    (the final build then registers every other hyperparameter with its default)."""
+    (the final build then registers every other hyperparameter with its default). Each trial
+    prints its epochs and stops at ``budget`` as a final fit does."""
     if search.settings.tuner == "none":
         return search.fixed
     resumed = (search.search_dir / "oracle.json").exists()
     study = search.run_dir.name
     print(f"{search.name}: {'resuming' if resumed else 'new'} study {study} in {search.run_dir.parent}")
     mlflow.set_tags({"study": study, "study_resumed": str(resumed).lower()})
-    return tuning.search(search.tuner(strategy), search.valid, search.settings.epochs)
+    progress = EpochProgress(f"{search.name} trial", search.settings.epochs, budget or Budget(), search.name)
+    return tuning.search(search.tuner(strategy), search.valid, search.settings.epochs, [progress])
 
 
 class Placement(Protocol):
@@ -122,10 +126,15 @@ class OneMachine:
         return model, ""
 
 
-def final_fit(search: Search, best: kt.HyperParameters, epochs: int, placement: Placement) -> Fit:
+def final_fit(
+    search: Search, best: kt.HyperParameters, epochs: int, placement: Placement, budget: Budget | None = None
+) -> Fit:
     """Fit ``best`` from scratch for ``epochs`` (the learning-rate schedule spans them) with early
     stopping on val_auc, where ``placement`` puts it (:class:`OneMachine`, or every process of a
-    multi-host cluster); the placement decides what this process reads, logs and checkpoints."""
+    multi-host cluster); the placement decides what this process reads, logs and checkpoints.
+    One line per epoch; a fit of one process stops at an epoch boundary once another epoch would
+    overrun its share of ``budget`` (processes fitting together would have to agree to stop: they
+    run their planned epochs)."""
     settings = search.settings
     keras.utils.set_random_seed(settings.seed)
     fed = placement.feed(search)
@@ -134,8 +143,10 @@ def final_fit(search: Search, best: kt.HyperParameters, epochs: int, placement: 
         params = placement.start(search.name, best, epochs)
         model = search.architecture.build(best)
         # after the build, which registers every hyperparameter the search left at its default
+        progress = EpochProgress(search.name, epochs, budget or Budget(), enforce=placement.processes == 1)
         callbacks = [
-            keras.callbacks.EarlyStopping("val_auc", mode="max", patience=settings.patience, restore_best_weights=True)
+            keras.callbacks.EarlyStopping("val_auc", mode="max", patience=settings.patience, restore_best_weights=True),
+            progress,
         ]
         if placement.logs:
             mlflow.log_params(params | tracking.hyperparameter_params(best.values, "best.") | {"fit_epochs": epochs})
@@ -154,7 +165,10 @@ def final_fit(search: Search, best: kt.HyperParameters, epochs: int, placement: 
     epochs_run = len(history.history.get("loss", []))
     images = len(fed.parts["train"]) * placement.processes
     model, digest = placement.finish(model, search.name, lambda: search.architecture.build(best))
-    return Fit(model, history.history, seconds, epochs_run, images * epochs_run / seconds, digest, placement.processes)
+    speed = images * epochs_run / seconds
+    return Fit(
+        model, history.history, seconds, epochs_run, speed, digest, placement.processes, progress.stopped_by_budget
+    )
 
 
 class _ResumableFit(keras.callbacks.BackupAndRestore):

@@ -28,7 +28,9 @@ def record(search: Search, fit: Fit, scores: Scores, dataset) -> tuple[str, str,
     name = search.name
     if scores.degenerate:
         log.warning("%s is no better than chance on valid: registered, never champion (tag degenerate=true)", name)
-    mlflow.set_tag("degenerate", str(scores.degenerate).lower())
+    mlflow.set_tags(
+        {"degenerate": str(scores.degenerate).lower(), "stopped_by_budget": str(fit.stopped_by_budget).lower()}
+    )
     model_info = _log_model(search, fit.model, scores)
     _log_metrics(search, fit, scores, model_info.model_id, dataset)
     _log_plots(name, fit, scores)
@@ -75,6 +77,7 @@ def _log_metrics(search: Search, fit: Fit, scores: Scores, model_id: str, datase
         "train_images_per_second": fit.images_per_second,
         "train_seconds": fit.seconds,
         "epochs_run": fit.epochs_run,
+        "stopped_by_budget": float(fit.stopped_by_budget),
         **{f"valid_{k}": v for k, v in scores.valid.items()},
         **{f"test_{k}": v for k, v in scores.test.items()},
     }

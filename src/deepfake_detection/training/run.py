@@ -4,7 +4,8 @@ child run of one parent run."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict
+import time
+from dataclasses import asdict, dataclass, field, replace
 
 import keras
 import keras_tuner as kt
@@ -12,19 +13,78 @@ import mlflow
 
 from deepfake_detection import multihost, tracking, views
 from deepfake_detection.access.client import require
-from deepfake_detection.architectures import get_architecture
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.registry import registered_name
 from deepfake_detection.training import record
+from deepfake_detection.training.budget import Budget
 from deepfake_detection.training.fit import OneMachine, distribution_strategy, final_fit, search_hyperparameters
-from deepfake_detection.training.plan import plan_epochs, print_input_plans
+from deepfake_detection.training.plan import parse_plan, plan_epochs, planned_seconds, print_input_plans
 from deepfake_detection.training.scores import evaluate
+from deepfake_detection.training.speed import measure_speed
 from deepfake_detection.training.study import Search, check_settings, load_training_data
 from deepfake_detection.training.summary import ArchitectureResult, log_summary
 
 
+@dataclass
+class Plan:
+    """Epochs per architecture and where they came from: ``measured`` (this machine's speed and
+    the budget), ``pinned`` (``--plan``) or ``epochs`` (no budget: ``--epochs`` each)."""
+
+    epochs: dict[str, int]
+    source: str
+    budget: Budget = field(default_factory=Budget)
+    speeds: list = field(default_factory=list)  # speed.Speed per architecture, when measured
+    seconds: dict[str, float] = field(default_factory=dict)  # planned training seconds
+
+    def describe(self, settings: TrainSettings) -> str:
+        if self.source == "measured":
+            return f"final-fit epochs for a {settings.budget_minutes:g}-minute budget on this machine: {self.epochs}"
+        if self.source == "pinned":
+            return f"final-fit epochs pinned by --plan: {self.epochs}"
+        return f"final-fit epochs (no budget): {self.epochs}"
+
+    def log(self) -> None:
+        mlflow.set_tag("plan_source", self.source)
+        mlflow.log_params({f"plan.{n}": e for n, e in self.epochs.items()})
+        if self.speeds:
+            rows = [
+                s.as_row()
+                | {"images_per_second": round(s.images_per_second(), 1), "epochs": self.epochs[s.name]}
+                | {"planned_seconds": round(self.seconds[s.name], 1)}
+                for s in self.speeds
+            ]
+            mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, "plan/speeds.json")
+
+
+def measure_and_plan(settings: TrainSettings, names: list[str], parts: dict, digest: str) -> Plan:
+    """The epochs of every architecture, before anything trains. With ``--plan``, those; without
+    a budget, ``--epochs`` each; with one, this machine's speed is measured (a few steps of each
+    architecture, charged to the budget) and :func:`plan_epochs` shares what is left. Under a
+    budget or a plan the search's trials run the planned epochs too, so an architecture costs
+    (trials x executions + 1) fits."""
+    if settings.plan:
+        return Plan(parse_plan(settings.plan, names), "pinned")
+    if settings.budget_minutes <= 0:
+        return Plan(dict.fromkeys(names, settings.epochs), "epochs")
+    budget = settings.budget_minutes * 60
+    fits = 1 if settings.tuner == "none" else settings.max_trials * settings.executions_per_trial + 1
+    started = time.perf_counter()
+    speeds = []
+    for name in names:
+        speeds.append(measure_speed(Search.create(name, settings, parts, digest)))
+        print(f"measured {name}: {speeds[-1].images_per_second():.0f} training images/s", flush=True)
+    measured = time.perf_counter() - started
+    print(f"measured this machine's training speed in {measured:.0f} s ({100 * measured / budget:.0f} % of the budget)")
+    train, valid = len(parts["train"]) // settings.num_processes, len(parts["valid"])
+    more = {s.name: fits * s.epoch_seconds(train, valid) for s in speeds}
+    first = {s.name: more[s.name] + fits * s.startup for s in speeds}
+    epochs = plan_epochs(first, more, budget - measured, settings.epochs)
+    seconds = planned_seconds(epochs, first, more)
+    return Plan(epochs, "measured", Budget(budget, seconds, spent_before=measured), speeds, seconds)
+
+
 def train_architecture(
-    name: str, settings: TrainSettings, parts: dict, digest: str, dataset, epochs: int, placement=None
+    name: str, settings: TrainSettings, parts: dict, digest: str, dataset, epochs: int, placement=None, budget=None
 ) -> ArchitectureResult:
     """Train, evaluate, log and register one architecture inside the active (child) run;
     ``dataset`` (the MLflow dataset of ``parts``, :func:`tracking.dataset_of`) gets its metrics.
@@ -34,11 +94,15 @@ def train_architecture(
     runs where ``placement`` puts it: this machine (the default, under ``--distribute``'s strategy)
     or a multi-host cluster, whose other processes join it.
     """
-    search = Search.create(name, settings, parts, digest)
+    budget = budget or Budget()
+    # the trials run the planned epochs too (the study is keyed on them)
+    search = Search.create(name, replace(settings, epochs=epochs), parts, digest)
     strategy = distribution_strategy(settings.distribute)
-    best = search_hyperparameters(search, strategy)
+    with budget.charging():
+        best = search_hyperparameters(search, strategy, budget)
     mlflow.log_params({"keras_backend": keras.backend.backend()})
-    fit = final_fit(search, best, epochs, placement or OneMachine(strategy))
+    with budget.charging():
+        fit = final_fit(search, best, epochs, placement or OneMachine(strategy), budget)
     if fit.weights_sha256:  # compared across the processes that fitted together
         mlflow.set_tags({"weights_sha256": fit.weights_sha256, "processes_with_these_weights": fit.processes})
     scores = evaluate(fit.model, search)
@@ -63,7 +127,7 @@ def follow_process_0(settings: TrainSettings) -> None:
     cluster = multihost.Cluster.join(settings, digest)
 
     def fit(name: str, hyperparameters: dict, epochs: int):
-        search = Search.create(name, settings, parts, digest)
+        search = Search.create(name, replace(settings, epochs=epochs), parts, digest)
         return final_fit(search, kt.HyperParameters.from_config(hyperparameters), epochs, cluster)
 
     multihost.follow(cluster, fit)
@@ -89,26 +153,23 @@ def run_training(
     settings, parts, digest = load_training_data(settings)
     cluster = multihost.Cluster.join(settings, digest) if settings.distribute == "multi-host" else None
     common_tags = {"dataset_digest": digest, "positive_class": "fake", **(tags or {})}
-    plan = plan_epochs(
-        [get_architecture(n, settings.image_size, settings.weights) for n in names],
-        len(parts["train"]),
-        settings.budget_minutes,
-        settings.epochs,
-    )
-    if settings.budget_minutes > 0:
-        print(f"final-fit epochs for a {settings.budget_minutes:g}-minute budget: {plan}")
+    plan = measure_and_plan(settings, names, parts, digest)
+    print(plan.describe(settings), flush=True)
     print_input_plans(settings, parts)
     results = []
     leading = cluster.leading() if cluster is not None else contextlib.nullcontext()
     with leading, tracking.run(run_name, experiment=settings.experiment, tags={**common_tags, "step": run_name}):
         mlflow.log_params({f"train.{k}": v for k, v in asdict(settings).items()})
+        plan.log()
         dataset = tracking.log_dataset_input(settings.data, parts, digest)  # built once, logged on every run
         for name in names:
             child_tags = {**common_tags, "step": "train-architecture", "architecture": name}
             with tracking.run(f"train-{name}", tags=child_tags):
                 mlflow.log_params({k: v for k, v in asdict(settings).items() if k != "arch"} | {"architecture": name})
                 tracking.log_input(dataset)
-                results.append(train_architecture(name, settings, parts, digest, dataset, plan[name], cluster))
+                results.append(
+                    train_architecture(name, settings, parts, digest, dataset, plan.epochs[name], cluster, plan.budget)
+                )
         log_summary(results)
         views.publish(mlflow.active_run().info.experiment_id)
     return results

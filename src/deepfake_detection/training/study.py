@@ -18,7 +18,7 @@ from deepfake_detection.architectures import Architecture, get_architecture, par
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.data.pipeline import Augment, load_splits, make_dataset
 from deepfake_detection.errors import SettingsError
-from deepfake_detection.training.plan import steps_per_epoch
+from deepfake_detection.training.plan import parse_plan, steps_per_epoch
 
 DISTRIBUTE = ("none", "mirrored", "multi-host")
 
@@ -35,6 +35,18 @@ def check_settings(settings: TrainSettings) -> list[str]:
         multihost.check(settings)
     for name in names:
         get_architecture(name, settings.image_size, settings.weights)  # raises on a size or weights it refuses
+    if settings.plan:
+        parse_plan(settings.plan, names)
+    elif settings.budget_minutes > 0 and settings.distribute == "multi-host":
+        raise SettingsError(
+            "--budget-minutes is measured and held on one machine; a multi-host fit runs the epochs it is given: "
+            "pin them with --plan (or --epochs)"
+        )
+    elif settings.budget_minutes > 0 and settings.tuner == "hyperband":
+        raise SettingsError(
+            "--budget-minutes plans trials of the same epochs as the final fit, and hyperband sets its own: "
+            "use --tuner random or bayesian with a budget, or pin the epochs with --plan"
+        )
     return names
 
 

@@ -1,0 +1,115 @@
+"""How fast each architecture trains on this machine: a few real training and validation steps,
+timed after warm-up, before anything trains; a time budget is planned from these."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+
+from deepfake_detection.data.pipeline import Augment, make_dataset
+from deepfake_detection.training.plan import steps_per_epoch
+from deepfake_detection.training.study import Search
+
+STEPS = 3  # training batches of each of the two measuring epochs
+VALID_STEPS = 2  # validation batches of each
+
+
+@dataclass(frozen=True)
+class Speed:
+    """One architecture's measured costs on this machine, at the run's batch size and image size."""
+
+    name: str
+    train_step: float  # seconds per training batch (forward, backward, update, metrics)
+    valid_step: float  # seconds per validation batch
+    save: float  # seconds to save the model once (the fit checkpoints every epoch)
+    startup: float  # seconds a fit spends before its steps run at their rate (tracing, first decode)
+    batch_size: int
+
+    def epoch_seconds(self, train_images: int, valid_images: int) -> float:
+        """One epoch: the training batches, the validation pass and two saves (best model, backup)."""
+        return (
+            steps_per_epoch(train_images, self.batch_size) * self.train_step
+            + steps_per_epoch(valid_images, self.batch_size) * self.valid_step
+            + 2 * self.save
+        )
+
+    def images_per_second(self) -> float:
+        return self.batch_size / self.train_step
+
+    def as_row(self) -> dict:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def measure_speed(search: Search) -> Speed:
+    """Time ``search``'s architecture at its default hyperparameters (the pinned ones kept) as its
+    fit runs: Keras' ``fit`` on the run's input pipeline (decoded images cached, augmented as the
+    fit's are), batch size and image size, for two short epochs of ``STEPS`` training and
+    ``VALID_STEPS`` validation batches. The second epoch gives the step times; what the build and
+    the fit took beyond two such epochs is the start-up every fit pays (Keras' symbolic build,
+    tracing the step functions, filling the cache). Then one save. The model is
+    discarded and Keras' global state cleared, so what trains afterwards is as it would be without
+    this."""
+    settings = search.settings
+    hp = kt.HyperParameters()
+    hp.merge(search.fixed)
+    started = time.perf_counter()
+    model = search.architecture.build(hp)  # registers every default
+    augment = Augment(strength=hp.get("augment"))
+    train = _dataset(search, "train", STEPS, augment)
+    valid = _dataset(search, "valid", VALID_STEPS, None)
+    clock = _EpochClock()
+    model.fit(train, validation_data=valid, epochs=2, callbacks=[clock], verbose=0)
+    fitted = time.perf_counter() - started  # the build, Keras' symbolic build before epoch 1, both epochs
+    train_seconds, valid_seconds = clock.epochs[1]
+    train_steps = -(-min(len(search.parts["train"]), STEPS * settings.batch_size) // settings.batch_size)
+    valid_steps = -(-min(len(search.parts["valid"]), VALID_STEPS * settings.batch_size) // settings.batch_size)
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        model.save(Path(folder, "model.keras"))
+        save = time.perf_counter() - started
+    keras.backend.clear_session()
+    startup = max(0.0, fitted - 2 * (train_seconds + valid_seconds))
+    return Speed(
+        search.name, train_seconds / train_steps, valid_seconds / valid_steps, save, startup, settings.batch_size
+    )
+
+
+def _dataset(search: Search, split: str, batches: int, augment):
+    """The first ``batches`` batches of ``split`` through the fit's pipeline (cached, shuffled and
+    augmented for training)."""
+    s = search.settings
+    rows = search.parts[split].head(s.batch_size * batches)
+    return make_dataset(
+        s.data,
+        split,
+        s.image_size,
+        s.batch_size,
+        augment=augment,
+        shuffle=split == "train",
+        seed=s.seed,
+        cache=True,
+        manifest=rows,
+    )
+
+
+class _EpochClock(keras.callbacks.Callback):
+    """Each epoch's (training seconds, validation seconds)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs: list[tuple[float, float]] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._begin = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self._test = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        end = time.perf_counter()
+        self.epochs.append((self._test - self._begin, end - self._test))
