@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from deepfake_detection.data.pipeline import Augment, make_dataset
+from deepfake_detection.data.pipeline import Augment
 from deepfake_detection.training.plan import steps_per_epoch
 from deepfake_detection.training.study import Search
 
@@ -66,8 +66,10 @@ def measure_speed(search: Search) -> Speed:
     model.fit(train, validation_data=valid, epochs=2, callbacks=[clock], verbose=0)
     fitted = time.perf_counter() - started  # the build, Keras' symbolic build before epoch 1, both epochs
     train_seconds, valid_seconds = clock.epochs[1]
-    train_steps = -(-min(len(search.parts["train"]), STEPS * settings.batch_size) // settings.batch_size)
-    valid_steps = -(-min(len(search.parts["valid"]), VALID_STEPS * settings.batch_size) // settings.batch_size)
+    train_steps = steps_per_epoch(min(len(search.parts["train"]), STEPS * settings.batch_size), settings.batch_size)
+    valid_steps = steps_per_epoch(
+        min(len(search.parts["valid"]), VALID_STEPS * settings.batch_size), settings.batch_size
+    )
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         model.save(Path(folder, "model.keras"))
@@ -82,19 +84,8 @@ def measure_speed(search: Search) -> Speed:
 def _dataset(search: Search, split: str, batches: int, augment):
     """The first ``batches`` batches of ``split`` through the fit's pipeline (cached, shuffled and
     augmented for training)."""
-    s = search.settings
-    rows = search.parts[split].head(s.batch_size * batches)
-    return make_dataset(
-        s.data,
-        split,
-        s.image_size,
-        s.batch_size,
-        augment=augment,
-        shuffle=split == "train",
-        seed=s.seed,
-        cache=True,
-        manifest=rows,
-    )
+    rows = search.parts[split].head(search.settings.batch_size * batches)
+    return search.data(split, augment, shuffle=split == "train", rows=rows, cache=True)
 
 
 class _EpochClock(keras.callbacks.Callback):

@@ -123,8 +123,9 @@ class Search:
     def tags(self) -> dict:
         return {"architecture": self.name, "dataset_digest": self.digest}
 
-    def data(self, split: str, augment=None, shuffle: bool = False):
-        """A split as a batched ``tf.data.Dataset`` of (pixels, label), fake = 1."""
+    def data(self, split: str, augment=None, shuffle: bool = False, rows=None, cache: bool | None = None):
+        """A split (or ``rows`` of it) as a batched ``tf.data.Dataset`` of (pixels, label), fake = 1;
+        cached in memory as the cache budget decides, unless ``cache`` says."""
         s = self.settings
         return make_dataset(
             s.data,
@@ -134,8 +135,9 @@ class Search:
             augment=augment,
             shuffle=shuffle,
             seed=s.seed,
+            cache=cache,
             cache_budget_mb=s.cache_budget_mb,
-            manifest=self.parts[split],
+            manifest=self.parts[split] if rows is None else rows,
         )
 
     @functools.cached_property
