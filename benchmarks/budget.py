@@ -1,7 +1,9 @@
 """Planned against actual training time under a time budget: runs ``deepfake-detection train``
 once per budget on a prepared dataset, each in a fresh tracking store, and prints per budget what
-the measurement took, the plan, the training seconds the budget counts (measurement + every
-trial and final fit, read from the runs) and whether a fit was stopped by the budget.
+the measurement took, the plan (as ``--plan`` would pin it: epochs, and ``@share`` where each
+epoch trains on a share of the training set), the training seconds the budget counts
+(measurement + every trial and final fit, read from the runs) and whether a fit was stopped by
+the budget.
 
     python benchmarks/budget.py --data data/combined-real-vs-fake [--budgets 2,4,8]
         [--arch custom_a,custom_c,npr,spectrum] [--epochs 50] [--max-trials 2] [--tuner random] [--markdown PATH]
@@ -71,8 +73,10 @@ def train(data: Path, budget: float, args, folder: Path) -> dict:
         "measured": measured,
         "planned": measured + sum(r["planned_seconds"] for r in rows),
         "actual": measured + fits + trial_seconds,
-        "plan": {r["name"]: r["epochs"] for r in rows},
+        "plan": parent.data.tags["plan"],
         "stopped": sum(r.data.tags.get("stopped_by_budget") == "true" for r in children),
+        # the quality the budget bought: the model best on valid, its test ROC-AUC
+        "best": max(children, key=lambda r: r.data.metrics.get("valid_roc_auc", 0.0)).data,
     }
 
 
@@ -95,6 +99,8 @@ def main() -> None:
             "actual / budget": ">15.2f",
             "stopped fits": ">12",
             "whole command s": ">15.0f",
+            "best on valid": "<",
+            "its test ROC-AUC": ">16.3f",
             "plan": "<",
         }
     )
@@ -112,6 +118,8 @@ def main() -> None:
                     float("nan"),
                     "-",
                     r["wall"],
+                    "-",
+                    float("nan"),
                     "refused: one epoch of each does not fit",
                 ),
                 flush=True,
@@ -126,7 +134,9 @@ def main() -> None:
                 r["actual"] / (budget * 60),
                 str(r["stopped"]),
                 r["wall"],
-                json.dumps(r["plan"]),
+                r["best"].tags["architecture"],
+                r["best"].metrics["test_roc_auc"],
+                r["plan"],
             ),
             flush=True,
         )

@@ -14,7 +14,7 @@ from deepfake_detection.errors import SettingsError
 from deepfake_detection.training import budget as budget_module
 from deepfake_detection.training import run_training
 from deepfake_detection.training.budget import TOLERANCE, Budget
-from deepfake_detection.training.plan import parse_plan, plan_epochs, planned_seconds
+from deepfake_detection.training.plan import format_plan, parse_plan, plan_epochs, plan_share, planned_seconds, scaled
 from deepfake_detection.training.speed import Speed
 
 # (first-epoch seconds, each further epoch's seconds) per architecture, budget s, max epochs -> plan
@@ -56,14 +56,56 @@ def test_a_budget_that_cannot_buy_one_epoch_of_each_is_refused_naming_what_fits(
         plan_epochs(first, first, 2, 8)
 
 
+# (first-epoch seconds, of which training steps) per architecture, budget s -> share of the training set
+SHARES = [
+    # one whole epoch each fits: the whole set
+    ({"a": (50, 40), "b": (50, 40)}, 100, 1.0),
+    # 20 s too few: 20 s of fixed costs + 80 s of steps must become 80 s -> 3/4 of the steps
+    ({"a": (50, 40), "b": (50, 40)}, 80, 0.75),
+    # rounded down to a multiple of 0.05: 0.7375 -> 0.7
+    ({"a": (50, 40), "b": (50, 40)}, 79, 0.7),
+    # exactly the smallest share (fixed 20 s + a tenth of 80 s)
+    ({"a": (50, 40), "b": (50, 40)}, 28, 0.1),
+]
+
+
+@pytest.mark.parametrize(("costs", "budget", "expected"), SHARES)
+def test_a_budget_short_of_one_epoch_each_trains_on_the_share_that_fits(costs, budget, expected):
+    first = {n: c[0] for n, c in costs.items()}
+    steps = {n: c[1] for n, c in costs.items()}
+    share = plan_share(first, steps, budget)
+    assert share == pytest.approx(expected)
+    cut = scaled(first, steps, share)
+    assert plan_epochs(cut, cut, budget, 1) == dict.fromkeys(costs, 1)  # now one epoch of each fits
+    assert sum(cut.values()) <= budget + 1e-9
+
+
+def test_a_budget_short_of_a_tenth_of_an_epoch_each_is_refused_naming_what_would_fit():
+    first, steps = {"a": 50.0, "b": 50.0}, {"a": 40.0, "b": 40.0}
+    with pytest.raises(SettingsError) as refused:
+        plan_share(first, steps, 27)
+    message = str(refused.value)
+    assert "cannot train one epoch of every architecture on this machine on 10% of the training set" in message
+    assert "one epoch each costs 28 s" in message and "at least 0.47 (1.67 for whole epochs)" in message
+
+
 def test_plan_names_every_architecture_trained_with_whole_epochs():
-    assert parse_plan("npr=4, spectrum=2", ["spectrum", "npr"]) == {"spectrum": 2, "npr": 4}
+    assert parse_plan("npr=4, spectrum=2", ["spectrum", "npr"]) == (
+        {"spectrum": 2, "npr": 4},
+        {"spectrum": 1, "npr": 1},
+    )
+    epochs, shares = parse_plan("npr=1@0.45,spectrum=2", ["npr", "spectrum"])
+    assert (epochs, shares) == ({"npr": 1, "spectrum": 2}, {"npr": 0.45, "spectrum": 1.0})
+    assert format_plan(epochs, shares) == "npr=1@0.45,spectrum=2"  # what the run prints to reproduce it
     for text, error in [
         ("npr=4", "no epochs for spectrum"),
         ("npr=4,spectrum=2,custom_a=1", "names custom_a, which this run does not train"),
         ("npr=0,spectrum=2", "'npr=0' is not NAME=EPOCHS"),
         ("npr=four,spectrum=2", "'npr=four' is not NAME=EPOCHS"),
         ("npr,spectrum=2", "'npr' is not NAME=EPOCHS"),
+        ("npr=1@0,spectrum=2", "'npr=1@0' is not NAME=EPOCHS"),
+        ("npr=1@1.5,spectrum=2", "'npr=1@1.5' is not NAME=EPOCHS"),
+        ("npr=1@half,spectrum=2", "'npr=1@half' is not NAME=EPOCHS"),
         ("npr=1,npr=2,spectrum=2", "names npr twice"),
     ]:
         with pytest.raises(SettingsError, match=error):
@@ -142,3 +184,24 @@ def test_a_fit_behind_its_plan_stops_at_an_epoch_boundary_and_says_so(bench_data
     out = capsys.readouterr().out
     assert "spectrum: stopped by the time budget after epoch" in out
     assert result.version == "1"  # registered all the same, with the best epoch's weights
+
+
+@pytest.mark.train
+def test_a_budget_short_of_one_epoch_trains_each_epoch_on_a_share_and_prints_how_to_pin_it(
+    bench_dataset, tmp_path, monkeypatch, capsys
+):
+    # One epoch "costs" 20 s of training steps (2 batches of 16 at 10 s each), the budget 10.2 s.
+    slow = Speed("spectrum", 10.0, 0.0, 0.0, 0.0, 16)
+    monkeypatch.setattr("deepfake_detection.training.run.measure_speed", lambda search: slow)
+    settings = tiny_settings(bench_dataset, tmp_path / "outputs", arch="spectrum", budget_minutes=0.17)
+    (result,) = run_training(settings)
+    out = capsys.readouterr().out
+    train_images = int(out.split("each epoch trains on 50% of the training set (")[1].split(" of ")[0])
+    assert "reproduce this plan on another machine with --plan spectrum=1@0.5" in out
+    run = MlflowClient().get_run(result.run_id)
+    assert run.data.params["train_share"] == "0.5"
+    assert run.data.params["train_images"] == str(train_images)
+    parent = MlflowClient().get_run(run.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["plan"] == "spectrum=1@0.5"
+    assert parent.data.params["plan.spectrum.train_share"] == "0.5"
+    assert result.version == "1"

@@ -31,7 +31,7 @@ class TrainSettings:
     image_size: int = 64
     epochs: int = 3  # per trial and for the final fit (its cap under a budget)
     budget_minutes: float = 0.0  # training minutes on this machine, measured then split; 0 = `epochs` each
-    plan: str = ""  # pinned epochs per architecture, "npr=4,spectrum=4"; wins over the budget
+    plan: str = ""  # pinned epochs per architecture, "npr=4,spectrum=1@0.5" (@ share of train); wins over the budget
     max_trials: int = 2
     tuner: str = "random"  # hyperband | bayesian | random | none
     executions_per_trial: int = 1

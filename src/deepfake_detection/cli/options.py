@@ -104,8 +104,9 @@ def train_options(
         click.option(
             "--plan",
             default=TRAIN.plan,
-            help="Epochs per architecture, e.g. 'npr=4,spectrum=4' (every architecture trained): reproduces a "
-            "published run's plan on any machine; the budget is then not used.",
+            help="Epochs per architecture, e.g. 'npr=4,spectrum=4' (every architecture trained; 'npr=1@0.5' "
+            "trains each epoch on half the training set): reproduces a published run's plan on any machine; "
+            "the budget is then not used.",
         ),
         click.option(
             "--max-trials",

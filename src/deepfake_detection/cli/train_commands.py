@@ -95,7 +95,10 @@ MAIN = dict(num_images=2000, budget_minutes=9.0, epochs=8, max_trials=0, arch="c
     help="Minutes of training on this machine (measured, then split across the architectures); 0 = --epochs each.",
 )
 @click.option(
-    "--plan", default="", help="Pinned epochs per architecture ('npr=4,spectrum=4'); the budget is then unused."
+    "--plan",
+    default="",
+    help="Pinned epochs per architecture ('npr=4,spectrum=4', 'npr=1@0.5' for half the training set per epoch); "
+    "the budget is then unused.",
 )
 @click.option(
     "--epochs", type=click.IntRange(1), default=MAIN["epochs"], help="Most epochs of any final fit (and per trial)."

@@ -3,9 +3,16 @@ split is fed."""
 
 from __future__ import annotations
 
+import math
+
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.data.pipeline import plan_input
 from deepfake_detection.errors import SettingsError
+
+# Where one whole epoch of every architecture does not fit a budget, each epoch trains on this
+# share of the training set at least (in steps of SHARE_STEP); below it the budget is refused.
+MIN_SHARE = 0.1
+SHARE_STEP = 0.05
 
 
 def steps_per_epoch(images: int, batch_size: int) -> int:
@@ -35,11 +42,35 @@ def plan_epochs(first: dict[str, float], more: dict[str, float], budget_seconds:
     return plan
 
 
+def plan_share(first: dict[str, float], train: dict[str, float], budget_seconds: float) -> float:
+    """The share of the training set each epoch trains on: 1 where one whole epoch of every
+    architecture (``first``, as for :func:`plan_epochs`) fits in ``budget_seconds``; otherwise the
+    largest multiple of ``SHARE_STEP`` for which it does, ``train[name]`` being the part of
+    ``first[name]`` that scales with the training images (the training steps; start-up,
+    validation and saving do not). Fewer steps per epoch rather than a refusal: a user who asks
+    for 4 minutes on a slow machine gets a (weaker) model in 4 minutes, as an AutoML time budget
+    would give. Below ``MIN_SHARE`` it is refused, naming what would fit."""
+    needed = sum(first.values())
+    if needed <= budget_seconds:
+        return 1.0
+    scaling = sum(train.values())
+    share = math.floor((budget_seconds - (needed - scaling)) / scaling / SHARE_STEP + 1e-9) * SHARE_STEP
+    if share < MIN_SHARE:
+        least = {n: first[n] - (1 - MIN_SHARE) * train[n] for n in first}
+        raise SettingsError(_refusal(least, budget_seconds, f"on {MIN_SHARE:.0%} of the training set", needed))
+    return round(share, 2)
+
+
+def scaled(costs: dict[str, float], train: dict[str, float], share: float) -> dict[str, float]:
+    """``costs`` with their training steps' part ``train`` cut to ``share``."""
+    return {n: costs[n] - (1 - share) * train[n] for n in costs}
+
+
 def planned_seconds(plan: dict, first: dict[str, float], more: dict[str, float]) -> dict[str, float]:
     return {n: first[n] + (plan[n] - 1) * more[n] for n in plan}
 
 
-def _refusal(first: dict[str, float], budget_seconds: float) -> str:
+def _refusal(first: dict[str, float], budget_seconds: float, what: str = "", whole: float = 0.0) -> str:
     costs = ", ".join(f"{n} {s:.0f} s" for n, s in first.items())
     fitting, total = [], 0.0
     for name in sorted(first, key=first.get):  # the cheapest first, as many as fit together
@@ -48,33 +79,54 @@ def _refusal(first: dict[str, float], budget_seconds: float) -> str:
             total += first[name]
     would_fit = ", ".join(fitting) if fitting else "none of them"
     minutes = sum(first.values()) / 60
+    where = f" {what}" if what else ""
+    whole_epochs = f" ({whole / 60:.2f} for whole epochs)" if whole else ""
     return (
-        f"a budget of {budget_seconds:.0f} s cannot train one epoch of every architecture on this machine: "
+        f"a budget of {budget_seconds:.0f} s cannot train one epoch of every architecture on this machine{where}: "
         f"one epoch each costs {sum(first.values()):.0f} s ({costs}). Within the budget, one epoch of each "
-        f"fits for: {would_fit}. Raise --budget-minutes to at least {minutes:.2f}, train fewer architectures "
-        "(--arch), or pin the epochs with --plan"
+        f"fits for: {would_fit}. Raise --budget-minutes to at least {minutes:.2f}{whole_epochs}, train fewer "
+        "architectures (--arch), or pin the epochs with --plan"
     )
 
 
-def parse_plan(text: str, names: list[str]) -> dict[str, int]:
-    """``--plan`` (``name=epochs,...``) as epochs per architecture; it must name each of ``names``
-    (the architectures trained), and nothing else, with a whole number of epochs >= 1."""
-    plan: dict[str, int] = {}
+def parse_plan(text: str, names: list[str]) -> tuple[dict[str, int], dict[str, float]]:
+    """``--plan`` (``name=epochs,...``, each optionally ``name=epochs@share`` to train each epoch
+    on that share of the training set) as (epochs, share) per architecture; it must name each of
+    ``names`` (the architectures trained), and nothing else, with a whole number of epochs >= 1
+    and a share in (0, 1]."""
+    epochs: dict[str, int] = {}
+    shares: dict[str, float] = {}
     for item in (part.strip() for part in text.split(",") if part.strip()):
         name, sep, value = item.partition("=")
         name = name.strip()
-        if not sep or not value.strip().isdigit() or int(value) < 1:
-            raise SettingsError(f"--plan: {item!r} is not NAME=EPOCHS with EPOCHS a whole number >= 1")
-        if name in plan:
+        count, _, share = value.strip().partition("@")
+        if not sep or not count.isdigit() or int(count) < 1 or not _is_share(share or "1"):
+            raise SettingsError(
+                f"--plan: {item!r} is not NAME=EPOCHS or NAME=EPOCHS@SHARE with EPOCHS a whole number >= 1 "
+                "and SHARE in (0, 1]"
+            )
+        if name in epochs:
             raise SettingsError(f"--plan names {name} twice")
-        plan[name] = int(value)
-    extra = [n for n in plan if n not in names]
+        epochs[name], shares[name] = int(count), float(share or 1)
+    extra = [n for n in epochs if n not in names]
     if extra:
         raise SettingsError(f"--plan names {', '.join(extra)}, which this run does not train ({', '.join(names)})")
-    missing = [n for n in names if n not in plan]
+    missing = [n for n in names if n not in epochs]
     if missing:
         raise SettingsError(f"--plan gives no epochs for {', '.join(missing)}: name every architecture trained")
-    return {n: plan[n] for n in names}
+    return {n: epochs[n] for n in names}, {n: shares[n] for n in names}
+
+
+def format_plan(epochs: dict[str, int], shares: dict[str, float]) -> str:
+    """The ``--plan`` text that pins ``epochs`` and ``shares``."""
+    return ",".join(f"{n}={e}" + (f"@{shares[n]:g}" if shares.get(n, 1) < 1 else "") for n, e in epochs.items())
+
+
+def _is_share(text: str) -> bool:
+    try:
+        return 0 < float(text) <= 1
+    except ValueError:
+        return False
 
 
 def print_input_plans(settings: TrainSettings, parts: dict) -> None:

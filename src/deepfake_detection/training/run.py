@@ -18,7 +18,15 @@ from deepfake_detection.registry import registered_name
 from deepfake_detection.training import record
 from deepfake_detection.training.budget import Budget
 from deepfake_detection.training.fit import OneMachine, distribution_strategy, final_fit, search_hyperparameters
-from deepfake_detection.training.plan import parse_plan, plan_epochs, planned_seconds, print_input_plans
+from deepfake_detection.training.plan import (
+    format_plan,
+    parse_plan,
+    plan_epochs,
+    plan_share,
+    planned_seconds,
+    print_input_plans,
+    scaled,
+)
 from deepfake_detection.training.scores import evaluate
 from deepfake_detection.training.speed import measure_speed
 from deepfake_detection.training.study import Search, check_settings, load_training_data
@@ -35,21 +43,46 @@ class Plan:
     budget: Budget = field(default_factory=Budget)
     speeds: list = field(default_factory=list)  # speed.Speed per architecture, when measured
     seconds: dict[str, float] = field(default_factory=dict)  # planned training seconds
+    shares: dict[str, float] = field(default_factory=dict)  # of the training set per epoch; absent = 1
 
-    def describe(self, settings: TrainSettings) -> str:
+    def share(self, name: str) -> float:
+        return self.shares.get(name, 1.0)
+
+    def describe(self, settings: TrainSettings, train_images: int) -> str:
         if self.source == "measured":
-            return f"final-fit epochs for a {settings.budget_minutes:g}-minute budget on this machine: {self.epochs}"
-        if self.source == "pinned":
-            return f"final-fit epochs pinned by --plan: {self.epochs}"
-        return f"final-fit epochs (no budget): {self.epochs}"
+            text = f"final-fit epochs for a {settings.budget_minutes:g}-minute budget on this machine: {self.epochs}"
+        elif self.source == "pinned":
+            text = f"final-fit epochs pinned by --plan: {self.epochs}"
+        else:
+            return f"final-fit epochs (no budget): {self.epochs}"
+        for share in sorted({self.share(n) for n in self.epochs} - {1.0}):
+            names = ", ".join(n for n in self.epochs if self.share(n) == share)
+            text += (
+                f"\n{names}: each epoch trains on {share:.0%} of the training set "
+                f"({int(share * train_images)} of {train_images} images)"
+                + (
+                    ": one whole epoch of every architecture does not fit the budget"
+                    if self.source == "measured"
+                    else ""
+                )
+            )
+        return text + f"\nreproduce this plan on another machine with --plan {self.pinned()}"
+
+    def pinned(self) -> str:
+        return format_plan(self.epochs, self.shares)
 
     def log(self) -> None:
         mlflow.set_tag("plan_source", self.source)
         mlflow.log_params({f"plan.{n}": e for n, e in self.epochs.items()})
+        if self.source != "epochs":
+            mlflow.set_tag("plan", self.pinned())
+        if any(self.share(n) < 1 for n in self.epochs):
+            mlflow.log_params({f"plan.{n}.train_share": self.share(n) for n in self.epochs})
         if self.speeds:
             rows = [
                 s.as_row()
                 | {"images_per_second": round(s.images_per_second(), 1), "epochs": self.epochs[s.name]}
+                | {"train_share": self.share(s.name)}
                 | {"planned_seconds": round(self.seconds[s.name], 1)}
                 for s in self.speeds
             ]
@@ -59,11 +92,13 @@ class Plan:
 def measure_and_plan(settings: TrainSettings, names: list[str], parts: dict, digest: str) -> Plan:
     """The epochs of every architecture, before anything trains. With ``--plan``, those; without
     a budget, ``--epochs`` each; with one, this machine's speed is measured (a few steps of each
-    architecture, charged to the budget) and :func:`plan_epochs` shares what is left. Under a
-    budget or a plan the search's trials run the planned epochs too, so an architecture costs
-    (trials x executions + 1) fits."""
+    architecture, charged to the budget) and :func:`plan_epochs` shares what is left; where one
+    whole epoch of each does not fit, every epoch trains on the share of the training set that
+    does (:func:`plan_share`). Under a budget or a plan the search's trials run the planned
+    epochs too, so an architecture costs (trials x executions + 1) fits."""
     if settings.plan:
-        return Plan(parse_plan(settings.plan, names), "pinned")
+        epochs, shares = parse_plan(settings.plan, names)
+        return Plan(epochs, "pinned", shares={n: s for n, s in shares.items() if s < 1})
     if settings.budget_minutes <= 0:
         return Plan(dict.fromkeys(names, settings.epochs), "epochs")
     budget = settings.budget_minutes * 60
@@ -78,16 +113,29 @@ def measure_and_plan(settings: TrainSettings, names: list[str], parts: dict, dig
     train, valid = len(parts["train"]) // settings.num_processes, len(parts["valid"])
     more = {s.name: fits * s.epoch_seconds(train, valid) for s in speeds}
     first = {s.name: more[s.name] + fits * s.startup for s in speeds}
+    steps = {s.name: fits * s.train_seconds(train) for s in speeds}
+    share = plan_share(first, steps, budget - measured)
+    first, more = scaled(first, steps, share), scaled(more, steps, share)
     epochs = plan_epochs(first, more, budget - measured, settings.epochs)
     seconds = planned_seconds(epochs, first, more)
-    return Plan(epochs, "measured", Budget(budget, seconds, spent_before=measured), speeds, seconds)
+    shares = dict.fromkeys(names, share) if share < 1 else {}
+    return Plan(epochs, "measured", Budget(budget, seconds, spent_before=measured), speeds, seconds, shares)
 
 
 def train_architecture(
-    name: str, settings: TrainSettings, parts: dict, digest: str, dataset, epochs: int, placement=None, budget=None
+    name: str,
+    settings: TrainSettings,
+    parts: dict,
+    digest: str,
+    dataset,
+    epochs: int,
+    placement=None,
+    budget=None,
+    share: float = 1.0,
 ) -> ArchitectureResult:
     """Train, evaluate, log and register one architecture inside the active (child) run;
-    ``dataset`` (the MLflow dataset of ``parts``, :func:`tracking.dataset_of`) gets its metrics.
+    ``dataset`` (the MLflow dataset of ``parts``, :func:`tracking.dataset_of`) gets its metrics;
+    every epoch trains on ``share`` of the training set (the plan's).
 
     As the chief of a distributed search (``KERASTUNER_TUNER_ID=chief``) the search step serves
     the oracle to the workers, who run the trials, and returns when they are done. The final fit
@@ -96,7 +144,9 @@ def train_architecture(
     """
     budget = budget or Budget()
     # the trials run the planned epochs too (the study is keyed on them)
-    search = Search.create(name, replace(settings, epochs=epochs), parts, digest)
+    search = Search.create(name, replace(settings, epochs=epochs), parts, digest, share)
+    if share < 1:
+        mlflow.log_params({"train_share": share, "train_images": len(search.parts["train"])})
     strategy = distribution_strategy(settings.distribute)
     with budget.charging():
         best = search_hyperparameters(search, strategy, budget)
@@ -154,7 +204,7 @@ def run_training(
     cluster = multihost.Cluster.join(settings, digest) if settings.distribute == "multi-host" else None
     common_tags = {"dataset_digest": digest, "positive_class": "fake", **(tags or {})}
     plan = measure_and_plan(settings, names, parts, digest)
-    print(plan.describe(settings), flush=True)
+    print(plan.describe(settings, len(parts["train"])), flush=True)
     print_input_plans(settings, parts)
     results = []
     leading = cluster.leading() if cluster is not None else contextlib.nullcontext()
@@ -168,7 +218,17 @@ def run_training(
                 mlflow.log_params({k: v for k, v in asdict(settings).items() if k != "arch"} | {"architecture": name})
                 tracking.log_input(dataset)
                 results.append(
-                    train_architecture(name, settings, parts, digest, dataset, plan.epochs[name], cluster, plan.budget)
+                    train_architecture(
+                        name,
+                        settings,
+                        parts,
+                        digest,
+                        dataset,
+                        plan.epochs[name],
+                        cluster,
+                        plan.budget,
+                        plan.share(name),
+                    )
                 )
         log_summary(results)
         views.publish(mlflow.active_run().info.experiment_id)

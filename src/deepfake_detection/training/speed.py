@@ -33,10 +33,14 @@ class Speed:
     def epoch_seconds(self, train_images: int, valid_images: int) -> float:
         """One epoch: the training batches, the validation pass and two saves (best model, backup)."""
         return (
-            steps_per_epoch(train_images, self.batch_size) * self.train_step
+            self.train_seconds(train_images)
             + steps_per_epoch(valid_images, self.batch_size) * self.valid_step
             + 2 * self.save
         )
+
+    def train_seconds(self, train_images: int) -> float:
+        """The training batches of one epoch: the part of it that scales with the training images."""
+        return steps_per_epoch(train_images, self.batch_size) * self.train_step
 
     def images_per_second(self) -> float:
         return self.batch_size / self.train_step

@@ -16,7 +16,7 @@ import keras_tuner as kt
 from deepfake_detection import multihost, tracking, tuning
 from deepfake_detection.architectures import Architecture, get_architecture, parse_architectures
 from deepfake_detection.config import TrainSettings
-from deepfake_detection.data.pipeline import Augment, load_splits, make_dataset
+from deepfake_detection.data.pipeline import Augment, load_splits, make_dataset, sample
 from deepfake_detection.errors import SettingsError
 from deepfake_detection.training.plan import parse_plan, steps_per_epoch
 
@@ -36,7 +36,9 @@ def check_settings(settings: TrainSettings) -> list[str]:
     for name in names:
         get_architecture(name, settings.image_size, settings.weights)  # raises on a size or weights it refuses
     if settings.plan:
-        parse_plan(settings.plan, names)
+        _, shares = parse_plan(settings.plan, names)
+        if settings.distribute == "multi-host" and min(shares.values()) < 1:
+            raise SettingsError("--plan: a multi-host fit trains on the whole training set; drop the @SHARE")
     elif settings.budget_minutes > 0 and settings.distribute == "multi-host":
         raise SettingsError(
             "--budget-minutes is measured and held on one machine; a multi-host fit runs the epochs it is given: "
@@ -64,14 +66,17 @@ STUDY_KEYS = (
 )
 
 
-def study_dir(name: str, settings: TrainSettings, digest: str) -> Path:
+def study_dir(name: str, settings: TrainSettings, digest: str, share: float = 1.0) -> Path:
     """The working folder of one search and fit (tuner state, checkpoints); its name is the study.
 
     Keyed on the architecture, the dataset digest and every setting in :data:`STUDY_KEYS`, so a
     ``train`` with other epochs, tuner, batch size… starts a new study instead of mixing trials
     scored under different settings; ``max_trials`` is not in it (more trials extend a study).
+    A ``share`` of the training set below 1 (a plan's) is in it too.
     """
-    key = json.dumps({k: getattr(settings, k) for k in STUDY_KEYS}, sort_keys=True)
+    key = json.dumps(
+        {k: getattr(settings, k) for k in STUDY_KEYS} | ({"train_share": share} if share < 1 else {}), sort_keys=True
+    )
     tag = hashlib.sha256(key.encode()).hexdigest()[:10]
     return Path(settings.work_dir) / f"{name}-{digest}-{settings.image_size}px-{tag}"
 
@@ -86,10 +91,13 @@ class Search:
     parts: dict  # split → manifest rows
     digest: str
     fixed: kt.HyperParameters
+    share: float = 1.0  # of the training set, for every trial and the final fit
 
     @classmethod
-    def create(cls, name: str, settings: TrainSettings, parts: dict, digest: str) -> Search:
-        """Seed everything, then check pretrained weights fit by building once (fail fast)."""
+    def create(cls, name: str, settings: TrainSettings, parts: dict, digest: str, share: float = 1.0) -> Search:
+        """Seed everything, then check pretrained weights fit by building once (fail fast). A
+        ``share`` below 1 trains on that share of the training images (balanced over the labels,
+        the same for every trial and the final fit, for ``settings.seed``)."""
         import tensorflow as tf
 
         warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
@@ -100,11 +108,13 @@ class Search:
             architecture.build(kt.HyperParameters())
             keras.backend.clear_session()
             keras.utils.set_random_seed(settings.seed)
+        if share < 1:
+            parts = parts | {"train": sample(parts["train"], max(2, int(share * len(parts["train"]))), settings.seed)}
         architecture.training_steps = settings.epochs * steps_per_epoch(len(parts["train"]), settings.batch_size)
         fixed = kt.HyperParameters()
         if settings.augment >= 0:  # a fixed augmentation strength instead of searching it
             fixed.Fixed("augment", settings.augment)
-        return cls(architecture, settings, parts, digest, fixed)
+        return cls(architecture, settings, parts, digest, fixed, share)
 
     @property
     def name(self) -> str:
@@ -112,7 +122,7 @@ class Search:
 
     @property
     def run_dir(self) -> Path:
-        return study_dir(self.name, self.settings, self.digest)
+        return study_dir(self.name, self.settings, self.digest, self.share)
 
     @property
     def search_dir(self) -> Path:
