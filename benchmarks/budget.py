@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -44,8 +45,10 @@ def train(data: Path, budget: float, args, folder: Path) -> dict:
     )
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        if "cannot train one epoch of every architecture" in done.stderr + done.stdout:
-            return {"budget": budget, "refused": True, "wall": wall}
+        said = done.stderr + done.stdout
+        if "cannot train one epoch of every architecture" in said:
+            least = re.search(r"at least ([0-9.]+)", said)
+            return {"budget": budget, "refused": True, "wall": wall, "least": least.group(1) if least else "?"}
         raise died(f"train with a {budget:g}-minute budget", done.returncode, done.stdout + done.stderr)
     from mlflow import MlflowClient
 
@@ -120,7 +123,7 @@ def main() -> None:
                     r["wall"],
                     "-",
                     float("nan"),
-                    "refused: one epoch of each does not fit",
+                    f"refused: needs at least {r['least']} min",
                 ),
                 flush=True,
             )

@@ -42,14 +42,15 @@ def plan_epochs(first: dict[str, float], more: dict[str, float], budget_seconds:
     return plan
 
 
-def plan_share(first: dict[str, float], train: dict[str, float], budget_seconds: float) -> float:
+def plan_share(first: dict[str, float], train: dict[str, float], budget_seconds: float, spent: float = 0.0) -> float:
     """The share of the training set each epoch trains on: 1 where one whole epoch of every
     architecture (``first``, as for :func:`plan_epochs`) fits in ``budget_seconds``; otherwise the
     largest multiple of ``SHARE_STEP`` for which it does, ``train[name]`` being the part of
     ``first[name]`` that scales with the training images (the training steps; start-up,
     validation and saving do not). Fewer steps per epoch rather than a refusal: a user who asks
     for 4 minutes on a slow machine gets a (weaker) model in 4 minutes, as an AutoML time budget
-    would give. Below ``MIN_SHARE`` it is refused, naming what would fit."""
+    would give. Below ``MIN_SHARE`` it is refused, naming what would fit (``spent``: seconds of
+    the budget already used, measuring, added to the budget it names)."""
     needed = sum(first.values())
     if needed <= budget_seconds:
         return 1.0
@@ -57,7 +58,9 @@ def plan_share(first: dict[str, float], train: dict[str, float], budget_seconds:
     share = math.floor((budget_seconds - (needed - scaling)) / scaling / SHARE_STEP + 1e-9) * SHARE_STEP
     if share < MIN_SHARE:
         least = {n: first[n] - (1 - MIN_SHARE) * train[n] for n in first}
-        raise SettingsError(_refusal(least, budget_seconds, f"on {MIN_SHARE:.0%} of the training set", needed))
+        raise SettingsError(
+            _refusal(least, budget_seconds, f"on {MIN_SHARE:.0%} of the training set", needed + spent, spent)
+        )
     return round(share, 2)
 
 
@@ -70,7 +73,9 @@ def planned_seconds(plan: dict, first: dict[str, float], more: dict[str, float])
     return {n: first[n] + (plan[n] - 1) * more[n] for n in plan}
 
 
-def _refusal(first: dict[str, float], budget_seconds: float, what: str = "", whole: float = 0.0) -> str:
+def _refusal(
+    first: dict[str, float], budget_seconds: float, what: str = "", whole: float = 0.0, spent: float = 0.0
+) -> str:
     costs = ", ".join(f"{n} {s:.0f} s" for n, s in first.items())
     fitting, total = [], 0.0
     for name in sorted(first, key=first.get):  # the cheapest first, as many as fit together
@@ -78,11 +83,13 @@ def _refusal(first: dict[str, float], budget_seconds: float, what: str = "", who
             fitting.append(name)
             total += first[name]
     would_fit = ", ".join(fitting) if fitting else "none of them"
-    minutes = sum(first.values()) / 60
+    minutes = (sum(first.values()) + spent) / 60
     where = f" {what}" if what else ""
+    left = f" (what is left after measuring {spent:.0f} s)" if spent else ""
     whole_epochs = f" ({whole / 60:.2f} for whole epochs)" if whole else ""
     return (
-        f"a budget of {budget_seconds:.0f} s cannot train one epoch of every architecture on this machine{where}: "
+        f"a budget of {budget_seconds:.0f} s{left} cannot train one epoch of every architecture on this "
+        f"machine{where}: "
         f"one epoch each costs {sum(first.values()):.0f} s ({costs}). Within the budget, one epoch of each "
         f"fits for: {would_fit}. Raise --budget-minutes to at least {minutes:.2f}{whole_epochs}, train fewer "
         "architectures (--arch), or pin the epochs with --plan"
