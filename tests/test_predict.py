@@ -366,11 +366,12 @@ def test_spark_engine_scores_as_the_local_engine(shared_store, images, tmp_path)
 
     from deepfake_detection.spark_scoring import run_predict_spark, session
 
+    (images / "fake" / "empty.png").write_bytes(b"")  # Spark's file scan skips empty files: a row all the same
     local = read_predictions(run_predict(str(images), "custom_c", tmp_path / "local.csv", progress=False).output)
     parameters = {"input": images, "model": "custom_c", "output": tmp_path / "out.parquet", "engine": "spark"}
     result = mlflow_run("predict", parameters, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "8 images scored" in result.stdout
+    assert "9 images scored" in result.stdout
     parquet = pd.read_parquet(tmp_path / "out.parquet")
     assert list(parquet.columns) == list(COLUMNS)
 
@@ -382,10 +383,11 @@ def test_spark_engine_scores_as_the_local_engine(shared_store, images, tmp_path)
         spark.stop()
     assert SparkSession.getActiveSession() is None
     csv = read_predictions(summary.output)
-    assert summary.images == 8 and summary.errors == 2
+    assert summary.images == 9 and summary.errors == 3
+    assert "empty file (0 bytes)" in set(csv["error"])
     for table in (parquet, csv):
         merged = local.merge(table, on="path", suffixes=("_local", "_spark"), validate="one_to_one")
-        assert len(merged) == len(local) == 8
+        assert len(merged) == len(local) == 9
         np.testing.assert_allclose(merged["p_fake_spark"], merged["p_fake_local"], atol=1e-5)
         assert (merged["label_spark"] == merged["label_local"]).all()
         assert (merged["error_spark"].fillna("") == merged["error_local"]).all()

@@ -14,6 +14,10 @@ model load per ~30 images); partitions then follow the bytes (up to 128 MiB each
 one per core). Each partition reaches the UDF in Arrow batches of ``--batch-size`` × 16 rows
 (``spark.sql.execution.arrow.maxRecordsPerBatch``), scored by the model in batches of
 ``--batch-size``, the last one padded so the network is traced once.
+
+Every file gets a row, as on the local engine: Spark leaves zero-byte files out of a file scan
+(SPARK-26161), so they are listed through Hadoop's file system and given the local engine's
+error row (``empty file (0 bytes)``).
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ def read_files(spark, spec: str):
 
     if _is_local(spec):  # the local engine's errors for a missing path, an empty folder, a pattern matching nothing
         collect_inputs(spec)
-        spec = str(Path(spec.removeprefix("file://")).expanduser().resolve()) if not _has_glob(spec) else spec
+    spec = read_path(spec)
     reader = spark.read.format("binaryFile")
     if not _has_glob(spec):
         reader = reader.option("recursiveFileLookup", "true")
@@ -81,6 +85,36 @@ def read_files(spark, spec: str):
 
 def _has_glob(spec: str) -> bool:
     return any(c in spec for c in "*?[")
+
+
+def empty_files(spark, spec: str) -> list[str]:
+    """The zero-byte files of ``spec`` (as ``binaryFile`` would list them, hidden ones left out),
+    which Spark's file scan skips, listed with the Hadoop file system of ``spec``'s scheme."""
+    jvm = spark.sparkContext._jvm
+    pattern = jvm.org.apache.hadoop.fs.Path(read_path(spec))
+    fs = pattern.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    found = []
+    for status in fs.globStatus(pattern) or []:
+        if status.isDirectory():
+            files = fs.listFiles(status.getPath(), True)
+            statuses = []
+            while files.hasNext():
+                statuses.append(files.next())
+        else:
+            statuses = [status]
+        found += [
+            f.getPath().toString()
+            for f in statuses
+            if f.getLen() == 0 and not f.getPath().getName().startswith((".", "_"))
+        ]
+    return found
+
+
+def read_path(spec: str) -> str:
+    """``spec`` as ``binaryFile`` is given it: a local path made absolute (unless a glob)."""
+    if _is_local(spec) and not _has_glob(spec):
+        return str(Path(spec.removeprefix("file://")).expanduser().resolve())
+    return spec
 
 
 def score(spark, spec: str, uri: str, batch_size: int = 64):
@@ -93,14 +127,18 @@ def score(spark, spec: str, uri: str, batch_size: int = 64):
     threshold = float(udf.metadata.metadata["threshold"])
     scored = files.select(F.col("path"), udf(F.struct(F.col("content").alias("image"))).alias("out"))
     p_fake = F.col("out.p_fake")
-    return scored.select(
-        F.regexp_replace("path", "^file:(//)?", "").alias("path"),
+    rows = scored.select(
+        F.col("path"),
         F.when(F.isnan(p_fake), F.lit(None)).otherwise(p_fake).alias("p_fake"),
         F.col("out.label").alias("label"),
         F.lit(threshold).alias("threshold"),
         F.lit(uri).alias("model_uri"),
         F.col("out.error").alias("error"),
     )
+    empty = [(path, None, "", threshold, uri, "empty file (0 bytes)") for path in empty_files(spark, spec)]
+    if empty:
+        rows = rows.unionByName(spark.createDataFrame(empty, rows.schema))
+    return rows.withColumn("path", F.regexp_replace("path", "^file:(//)?", ""))
 
 
 def run_predict_spark(
