@@ -132,7 +132,7 @@ def compute_comparison(
         if settings.robustness:
             from deepfake_detection import robustness
 
-            robust += robustness.evaluate(detector, parts["test"], model.label, settings.batch_size)
+            robust.append(robustness.evaluate(detector, parts["test"], model.label, settings.batch_size))
         dim = embeddings["test"].shape[1]
         threshold = detector.config.threshold
         records.append(cnn_head_result(model, y["test"], heads["test"], threshold, dim, seed=settings.seed))
@@ -140,7 +140,7 @@ def compute_comparison(
         records.append(pca_svm_result(model, embeddings, y, svm, approximate=not exact_runs, analyse_pca=True))
         if exact_runs and settings.approximate_too:
             records.append(pca_svm_result(model, embeddings, y, svm, approximate=True))
-    return Comparison(tuple(records), pd.DataFrame(robust) if robust else None, tuple(files))
+    return Comparison(tuple(records), pd.concat(robust, ignore_index=True) if robust else None, tuple(files))
 
 
 def run_compare(settings: CompareSettings) -> pd.DataFrame:

@@ -194,7 +194,7 @@ class Comparison:
         robust: dict[str, dict[str, float]] = {}
         if self.robustness is not None:
             for row in self.robustness.itertuples(index=False):
-                robust.setdefault(row.model, {})[f"robustness_{row.perturbation}_roc_auc"] = float(row.roc_auc)
+                robust.setdefault(row.model, {})[f"robustness_{row.degradation}_roc_auc"] = float(row.roc_auc)
         runs = []
         for r in self.records:
             metrics = {k: float(v) for k, v in r.metrics.items() if np.isfinite(v)}

@@ -66,7 +66,7 @@ def write_and_log(comparison: Comparison, differences: pd.DataFrame, report: Pat
     if comparison.robustness is not None:
         comparison.robustness.to_csv(report / "robustness.csv", index=False)
         (report / "robustness.md").write_text(
-            "Test ROC-AUC per perturbation (positive class: fake).\n\n"
+            "Test ROC-AUC clean and under each degradation of the standard suite (positive class: fake).\n\n"
             + _markdown(pivot(comparison.robustness).reset_index())
         )
         for name in ("robustness.csv", "robustness.md"):
@@ -100,6 +100,6 @@ def print_table(table: pd.DataFrame) -> None:
                     f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
                 )
         if "robustness" in table.attrs:
-            by_perturbation = pivot(table.attrs["robustness"])
-            click.echo("\nTest ROC-AUC under perturbations (positive class: fake):")
-            click.echo(by_perturbation.to_string(float_format=lambda v: f"{v:.3f}"))
+            by_degradation = pivot(table.attrs["robustness"])
+            click.echo("\nTest ROC-AUC clean and under degradations (positive class: fake):")
+            click.echo(by_degradation.to_string(float_format=lambda v: f"{v:.3f}"))

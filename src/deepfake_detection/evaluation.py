@@ -89,7 +89,8 @@ def expected_calibration_error(y_true, p_fake, bins: int = 10) -> float:
 
 
 def binary_metrics(y_true, p_fake, threshold: float) -> dict[str, float]:
-    """Accuracy, precision, recall, F1, ROC-AUC, AP, EER, ECE and the confusion matrix counts."""
+    """Accuracy (and of the reals and of the fakes alone), precision, recall, F1, ROC-AUC, AP, EER,
+    ECE and the confusion matrix counts."""
     y_true = np.asarray(y_true).astype(int)
     p_fake = np.asarray(p_fake, dtype=float)
     y_pred = (p_fake >= threshold).astype(int)
@@ -101,6 +102,8 @@ def binary_metrics(y_true, p_fake, threshold: float) -> dict[str, float]:
         "recall": float(skm.recall_score(y_true, y_pred, zero_division=0)),
         "f1": float(skm.f1_score(y_true, y_pred, zero_division=0)),
         "youden_j": _rate(tp, tp + fn) - _rate(fp, fp + tn),
+        "real_accuracy": _rate(tn, tn + fp),  # reals called real
+        "fake_accuracy": _rate(tp, tp + fn),  # fakes called fake (= recall)
         "roc_auc": float(skm.roc_auc_score(y_true, p_fake)) if both else float("nan"),
         "average_precision": float(skm.average_precision_score(y_true, p_fake)) if both else float("nan"),
         "eer": equal_error_rate(y_true, p_fake) if both else float("nan"),
@@ -166,7 +169,18 @@ def pr_points(y_true, p_fake) -> PrCurve:
 
 # -- 95 % intervals -----------------------------------------------------------------------
 
-INTERVAL_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "ece")
+INTERVAL_METRICS = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "average_precision",
+    "eer",
+    "ece",
+    "real_accuracy",
+    "fake_accuracy",
+)
 
 
 BOOTSTRAP_ELEMENTS = 4_000_000  # resampled rows held at once (a chunk of resamples); bounds memory
@@ -251,6 +265,8 @@ def _resampled_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[s
         "average_precision": np.array([skm.average_precision_score(a, b) for a, b in zip(y, p)]),
         "eer": np.array([equal_error_rate(a, b) for a, b in zip(y, p)]),
         "ece": np.array([expected_calibration_error(a, b) for a, b in zip(y, p)]),
+        "real_accuracy": (~predicted & (y == 0)).sum(axis=1) / np.maximum((y == 0).sum(axis=1), 1),
+        "fake_accuracy": recall,
     }
 
 
@@ -266,6 +282,32 @@ def metrics_with_intervals(y_true, p_fake, threshold: float, *, seed: int = 0) -
     for name, interval in bootstrap_intervals(y_true, p_fake, threshold, seed=seed).items():
         metrics |= {f"{name}_ci_low": interval.low, f"{name}_ci_high": interval.high}
     return metrics
+
+
+def roc_auc_interval(y_true, p_fake, *, n_resamples: int = 1000, level: float = 0.95, seed: int = 0) -> Interval:
+    """The ROC-AUC's percentile interval alone, over the same stratified resamples as
+    :func:`bootstrap_intervals` (vectorised: milliseconds where the full set takes seconds)."""
+    y_true, p_fake = np.asarray(y_true).astype(int), np.asarray(p_fake, dtype=float)
+    samples = [_roc_auc_rows(y_true[i], p_fake[i]) for i in bootstrap_index_chunks(y_true, n_resamples, seed)]
+    return Interval.percentile(np.concatenate(samples), level)
+
+
+def mean_roc_auc_interval(
+    y_true, p_by_condition: list, *, n_resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, Interval]:
+    """The mean ROC-AUC over several scorings of the same rows (e.g. one per degradation) and
+    its interval: each resample draws the rows once for every scoring (stratified), so what
+    varies is the mean itself."""
+    y_true = np.asarray(y_true).astype(int)
+    scores = [np.asarray(p, dtype=float) for p in p_by_condition]
+    point = float(np.mean([skm.roc_auc_score(y_true, p) for p in scores]))
+    means = np.concatenate(
+        [
+            np.mean([_roc_auc_rows(y_true[i], p[i]) for p in scores], axis=0)
+            for i in bootstrap_index_chunks(y_true, n_resamples, seed)
+        ]
+    )
+    return point, Interval.percentile(means, level)
 
 
 @dataclass(frozen=True)
