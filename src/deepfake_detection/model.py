@@ -139,6 +139,13 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.load(context.artifacts["keras_model"], context.artifacts["config"])
 
+    @classmethod
+    def of(cls, keras_model, config: DetectorConfig) -> DeepfakeDetector:
+        """The detector of a model still in memory (as training holds it), scoring as the logged one will."""
+        detector = cls()
+        detector.keras_model, detector.config = keras_model, config
+        return detector
+
     def load(self, keras_path: str, config_path: str) -> None:
         import keras
 

@@ -39,6 +39,7 @@ for command in (
     train_commands.main_job,
     model_commands.promote,
     model_commands.compare,
+    model_commands.evaluate,
     model_commands.predict,
     model_commands.explain,
     model_commands.serve,
