@@ -150,8 +150,8 @@ def test_each_role_may_do_its_part_and_is_refused_the_rest(roles, bench_dataset,
     (version,) = admin.search_model_versions(f"name = '{NAME}'")
     assert version.tags["degenerate"] == "false", "seed 1 must give a model the election can choose"
     assert (
-        f"{NAME} version 1 has the best valid ROC-AUC ({version.tags['valid_roc_auc']}) and would be champion, "
-        "but this user may not move @champion / Production" in trained.stdout
+        f"{NAME} version 1 has the best valid score ({float(version.tags['valid_roc_auc']):.3f}) and would be "
+        "champion, but this user may not move @champion / Production" in trained.stdout
     )
     assert "A release manager promotes it with `deepfake-detection promote --arch npr --version 1`" in trained.stdout
     assert aliases(admin, NAME) == {"challenger": "1"}

@@ -44,6 +44,33 @@ def test_election_table(case, scores, champion, picked, among, expected, challen
     assert election == registry.Election(champion=expected, challenger=challenger)
 
 
+# When clean and degraded disagree: (case, (clean valid, worst degraded valid or None) of versions
+# 1.., current champion, expected champion). The rule: the mean of the two, where every candidate
+# has both; the clean score alone where one does not.
+ROBUST_ELECTIONS = [
+    ("fragile 0.98 / 0.77 loses to robust 0.93 / 0.90", [(0.98, 0.77), (0.93, 0.90)], "1", "2"),
+    ("robust but mediocre 0.80 / 0.79 loses to 0.99 / 0.70", [(0.99, 0.70), (0.80, 0.79)], "1", "1"),
+    ("equal means: the earlier version", [(0.96, 0.80), (0.90, 0.86)], "1", "1"),
+    ("clean ties are settled by the worst case", [(0.95, 0.70), (0.95, 0.80)], "1", "2"),
+    ("a version without degraded scores: clean for all", [(0.98, 0.60), (0.95, None)], "2", "1"),
+    ("worst case never beats clean for an unscored champion", [(0.90, None), (0.85, 0.85)], "1", "1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "scores", "champion", "expected"), ROBUST_ELECTIONS, ids=[e[0] for e in ROBUST_ELECTIONS]
+)
+def test_election_weighs_the_worst_degraded_valid_score(case, scores, champion, expected):
+    versions = []
+    for number, (clean, worst) in enumerate(scores, start=1):
+        version = _version(number, clean)
+        if worst is not None:
+            version.tags[registry.VALID_WORST] = f"{worst:.6f}"
+            version.tags["test_worst_degraded_roc_auc"] = f"{1 - worst:.6f}"  # choosing on test would show
+        versions.append(version)
+    assert registry.elect(versions, champion, dataset_digest="d").champion == expected
+
+
 def test_election_other_data_and_degenerate_versions():
     other = [_version(1, 0.6), _version(2, 0.99, digest="other")]
     assert registry.elect(other, "1", dataset_digest="other") == registry.Election("1", "2")  # only by hand

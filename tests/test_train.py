@@ -92,6 +92,7 @@ def test_a_train_run_logs_its_metrics_plots_and_model_which_loads_by_alias_and_s
     # The train run: one summary, no per-architecture copies of the test metrics.
     assert set(parent.data.metrics) == {
         "best_valid_roc_auc",
+        "best_valid_score",
         *(f"best_test_roc_auc{s}" for s in ("", "_ci_low", "_ci_high")),
     }
     # The experiment carries the leaderboard view that `deepfake-detection ui` links to.
@@ -384,12 +385,13 @@ def test_the_train_run_names_the_best_architecture_that_beats_chance_and_none_wh
     assert logged.tags["best_architecture"] == "custom_a"
     assert logged.metrics == {
         "best_valid_roc_auc": 0.7,
+        "best_valid_score": 0.7,  # no degraded scores: the clean valid ROC-AUC
         "best_test_roc_auc": pytest.approx(0.6),
         "best_test_roc_auc_ci_low": 0.2,
         "best_test_roc_auc_ci_high": 0.9,
     }
     note = logged.tags["mlflow.note.content"]
-    assert note.startswith("**Best: custom_a** (chosen on valid ROC-AUC 0.700), test ROC-AUC 0.600 [0.200, 0.900]")
+    assert note.startswith("**Best: custom_a** (chosen on the valid ROC-AUC, 0.700), test ROC-AUC 0.600 [0.200, 0.900]")
     rows = [line for line in note.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split(" | ")[0] for row in rows] == ["| custom_a", "| spectrum", "| npr"]  # by valid ROC-AUC
 

@@ -42,6 +42,7 @@ class TrainSettings:
     seed: int = 42
     patience: int = 3  # early stopping on val_auc
     augment: float = -1.0  # training augmentation strength (JPEG, blur, rescale, flip); -1 = searched by the tuner
+    degradations: str = "standard"  # valid and test also scored under this suite (the election weighs valid's); none
     distribute: str = "none"  # none | mirrored (this machine's GPUs) | multi-host (processes on JAX, below)
     coordinator: str = ""  # multi-host: process 0's HOST:PORT (required there)
     num_processes: int = 1  # multi-host: processes in all
@@ -65,7 +66,7 @@ class CompareSettings:
     exact_max_samples: int = 20000  # above this many training rows, only the approximate kernel runs
     approximate_too: bool = True  # where the exact SVM runs, also the Nystroem one beside it
     skip_missing: bool = False
-    robustness: bool = False  # also score the test split re-compressed, down-scaled and blurred
+    robustness: bool = False  # also score the test split under the standard degradation suite
     batch_size: int = 64
     seed: int = 42
     work_dir: str = "outputs"  # embedding cache

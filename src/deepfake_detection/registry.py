@@ -22,6 +22,14 @@ STAGES = {CHAMPION: "Production", CHALLENGER: "Staging"}
 # newest version then; elections afterwards weigh only the first and versions after the second.
 HAND_PICKED, HAND_PICKED_AMONG = "champion_promoted_by_hand", "champion_promoted_by_hand_among"
 VALID_SCORE = "valid_roc_auc"  # the version tag the election compares
+# Valid ROC-AUC under the worst degradation of the suite: where every candidate has it, the
+# election compares the mean of it and VALID_SCORE (robust_score).
+VALID_WORST = "valid_worst_degraded_roc_auc"
+
+
+DEGRADED_TAGS = tuple(
+    f"{k}{end}" for k in ("mean_degraded_roc_auc", "worst_degraded_roc_auc") for end in ("", "_ci_low", "_ci_high")
+)
 
 
 def registered_name(architecture: str) -> str:
@@ -53,9 +61,12 @@ def elect(
       when there is no champion yet) that carry a valid ROC-AUC and are not degenerate (no
       better than chance on valid); after a promotion by hand, only the version picked and
       the versions newer than the newest one at that time.
-    - Champion: the candidate with the best **valid** ROC-AUC, the earliest on a tie. The current
-      champion always takes part, even unscored (a person may have promoted it by hand).
-      No candidate, no champion.
+    - Champion: the candidate with the best **valid** score, the earliest on a tie: where every
+      candidate was also scored under the degradation suite, the mean of its clean and its
+      worst-case valid ROC-AUC (:func:`robust_score`); otherwise (a version from before the
+      suite) the clean valid ROC-AUC of each, so that all are compared on the same footing.
+      The current champion always takes part, even unscored (a person may have promoted it by
+      hand). No candidate, no champion.
     - Challenger: the newest version after the champion (the newest of all when there is no
       champion), if any; no version holds the alias otherwise.
     """
@@ -75,9 +86,24 @@ def elect(
     if not candidates:
         newest = max((int(v.version) for v in versions), default=None)
         return Election(champion=None, challenger=None if newest is None else str(newest))
-    best = max(candidates, key=lambda v: (float(v.tags.get(VALID_SCORE, "-inf")), -int(v.version)))
+    robust = all(VALID_WORST in v.tags for v in candidates)
+    best = max(candidates, key=lambda v: (robust_score(v.tags, robust), -int(v.version)))
     newer = [int(v.version) for v in versions if int(v.version) > int(best.version)]
     return Election(champion=str(best.version), challenger=str(max(newer)) if newer else None)
+
+
+def robust_score(scores: dict, robust: bool = True) -> float:
+    """What the election compares, from a version's tags (or any dict with the same keys): the
+    mean of the clean valid ROC-AUC and the worst valid ROC-AUC over the degradation suite when
+    ``robust`` and it is there, else the clean valid ROC-AUC. The mean of the two, neither alone:
+    the worst case alone would prefer a detector that is mediocre everywhere (one that ignores
+    the generator's fine trace loses little to blur) to one that is excellent clean and
+    somewhat weaker degraded; the clean score alone ignores that a 0.5x down-scale can take a
+    0.98 detector to 0.77."""
+    clean = float(scores.get(VALID_SCORE, "-inf"))
+    if robust and VALID_WORST in scores:
+        return (clean + float(scores[VALID_WORST])) / 2
+    return clean
 
 
 def within_reach(election: Election, current_champion: str | None, versions: list) -> Election:
@@ -124,6 +150,8 @@ def register(
         VALID_SCORE: f"{valid['roc_auc']:.6f}",
         "test_roc_auc": f"{test['roc_auc']:.6f}",
         **{f"test_{k}": f"{test[k]:.6f}" for k in ("roc_auc_ci_low", "roc_auc_ci_high") if k in test},
+        **{f"valid_{k}": f"{valid[k]:.6f}" for k in ("worst_degraded_roc_auc", "mean_degraded_roc_auc") if k in valid},
+        **{f"test_{k}": f"{test[k]:.6f}" for k in DEGRADED_TAGS if k in test},
         "degenerate": str(bool(degenerate)).lower(),
         "run_id": run_id,
     }
@@ -143,7 +171,7 @@ def register(
     if settled.held_back == version:
         client.set_model_version_tag(name, version, "awaiting_release", "true")
         print(
-            f"{name} version {version} has the best valid ROC-AUC ({tags[VALID_SCORE]}) and would be {CHAMPION}, "
+            f"{name} version {version} has the best valid score ({robust_score(tags):.3f}) and would be {CHAMPION}, "
             f"but this user may not move @{CHAMPION} / {STAGES[CHAMPION]} (MANAGE on {name}, the release-manager "
             f"role): it stays {CHALLENGER} ({STAGES[CHALLENGER]}). A release manager promotes it with "
             f"`deepfake-detection promote --arch {architecture} --version {version}`."
@@ -168,7 +196,8 @@ def describe(client, name, architecture, version, image_size, dataset_digest, ru
             "Output p_fake: probability of the positive class fake (1); real is 0. "
             f"Load the best version with mlflow.pyfunc.load_model('models:/{name}@{CHAMPION}') "
             f"(or models:/{name}/{STAGES[CHAMPION]}), or `deepfake-detection predict --model {architecture}`. "
-            f"The {CHAMPION} is the version with the best valid ROC-AUC on its dataset; test metrics are "
+            f"The {CHAMPION} is the version with the best valid score on its dataset (the mean of its clean and "
+            "worst-degraded valid ROC-AUC); test metrics are "
             "reported, never used to choose."
         ),
     )
@@ -177,7 +206,19 @@ def describe(client, name, architecture, version, image_size, dataset_digest, ru
         _set_model_tag(client, name, key, value)
     lines = [f"test ROC-AUC {_interval(test, 'roc_auc')}"]
     lines += [f"test {k} {_interval(test, k)}" for k in ("accuracy", "f1") if k in test]
-    lines += [f"valid ROC-AUC {valid['roc_auc']:.3f} (what the election compares)"]
+    if "worst_degraded_roc_auc" in test:
+        lines += [
+            f"test ROC-AUC under the degradation suite: mean {_interval(test, 'mean_degraded_roc_auc')}, "
+            f"worst {_interval(test, 'worst_degraded_roc_auc')}"
+        ]
+    if "worst_degraded_roc_auc" in valid:
+        clean, worst = valid["roc_auc"], valid["worst_degraded_roc_auc"]
+        lines += [
+            f"valid ROC-AUC {clean:.3f}, worst degraded {worst:.3f}: the election compares their mean, "
+            f"{robust_score({VALID_SCORE: clean, VALID_WORST: worst}):.3f}"
+        ]
+    else:
+        lines += [f"valid ROC-AUC {valid['roc_auc']:.3f} (what the election compares)"]
     lines += [f"dataset digest {dataset_digest}", f"run {run_id}", "positive class: fake (1)"]
     client.update_model_version(name, version, description="; ".join(lines))
 

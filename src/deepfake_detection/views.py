@@ -7,7 +7,9 @@ and ``compare`` publish two such views, so ``make ui`` can print links that open
 the leaderboard instead of a table with no metric columns:
 
 - ``leaderboard``: the architecture runs (``tags.step = 'train-architecture'``), sorted by
-  test ROC-AUC, with its 95 % interval, valid ROC-AUC, F1 and EER as columns;
+  test ROC-AUC, with its 95 % interval, the test mean and worst ROC-AUC under the degradation
+  suite, valid ROC-AUC (clean and worst degraded: what the election weighs), F1 and EER as
+  columns;
 - ``comparison``: compare's runs, one per model and classifier (``compare-classifier``),
   sorted the same way.
 
@@ -65,7 +67,10 @@ LEADERBOARD = View(
     order_by="test_roc_auc",
     columns=(
         *_INTERVAL,
+        _metric("test_mean_degraded_roc_auc"),
+        _metric("test_worst_degraded_roc_auc"),
         _metric("valid_roc_auc"),
+        _metric("valid_worst_degraded_roc_auc"),
         _metric("test_f1"),
         _metric("test_eer"),
         _param("image_size"),

@@ -159,6 +159,12 @@ def train_options(
             "-1 = searched by the tuner in 0..1.",
         ),
         click.option(
+            "--degradations",
+            default=TRAIN.degradations,
+            help="Also score valid and test under this degradation suite (standard: JPEG, re-scaling, blur, "
+            "noise, crop), the election weighing valid's worst case; none = clean only.",
+        ),
+        click.option(
             "--distribute",
             type=click.Choice(["none", "mirrored", "multi-host"]),
             default=TRAIN.distribute,

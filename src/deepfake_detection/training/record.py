@@ -10,21 +10,23 @@ import keras
 import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
+import pandas as pd
 
-from deepfake_detection import evaluation, plots, registry, tracking
+from deepfake_detection import evaluation, plots, registry, robustness, tracking
 from deepfake_detection.access.client import may_release
 from deepfake_detection.architectures import calibrated
 from deepfake_detection.model import DetectorConfig, log_detector
 from deepfake_detection.training.fit import Fit
-from deepfake_detection.training.scores import Scores
+from deepfake_detection.training.scores import Degraded, Scores
 from deepfake_detection.training.study import Search
 
 log = logging.getLogger(__name__)
 
 
-def record(search: Search, fit: Fit, scores: Scores, dataset) -> tuple[str, str, str]:
-    """Log the model, metrics (attached to ``dataset``), plots and test predictions on the active
-    run, then register the model and hold the election; returns ``(version, role, model_uri)``."""
+def record(search: Search, fit: Fit, scores: Scores, dataset, degraded: Degraded | None = None) -> tuple[str, str, str]:
+    """Log the model, metrics (attached to ``dataset``), plots, test predictions and the scores
+    under degradations on the active run, then register the model and hold the election; returns
+    ``(version, role, model_uri)``."""
     name = search.name
     if scores.degenerate:
         log.warning("%s is no better than chance on valid: registered, never champion (tag degenerate=true)", name)
@@ -35,6 +37,8 @@ def record(search: Search, fit: Fit, scores: Scores, dataset) -> tuple[str, str,
     _log_metrics(search, fit, scores, model_info.model_id, dataset)
     _log_plots(name, fit, scores)
     _log_predictions(search.parts["test"], scores)
+    if degraded is not None:
+        _log_degraded(degraded)
     registered = registry.registered_name(name)
     version, role = registry.register(
         model_info.model_uri,
@@ -112,6 +116,24 @@ def _log_plots(name: str, fit: Fit, scores: Scores) -> None:
         f"after (temperature {scores.temperature:.2f})": evaluation.reliability_points(scores.y_test, scores.p_test),
     }
     _log_figure(plots.reliability_figure(reliability, title=f"{name} test reliability"), "reliability.png")
+
+
+def _log_degraded(degraded: Degraded) -> None:
+    """Valid and test under the suite: ``robustness.csv`` (every metric with its interval),
+    ``<split>_<degradation>_roc_auc`` metrics and, at the root, ROC-AUC against severity."""
+    tables = {split: getattr(degraded, split) for split in ("valid", "test")}
+    for split, table in tables.items():
+        mlflow.log_metrics(
+            {
+                f"{split}_{row.degradation}_roc_auc": row.roc_auc
+                for row in table.itertuples()
+                if row.degradation != "none"
+            }
+        )
+    table = pd.concat([t.assign(split=split) for split, t in tables.items()], ignore_index=True)
+    mlflow.log_text(table.to_csv(index=False), "robustness.csv")
+    mlflow.set_tag("degradations", degraded.suite)
+    _log_figure(robustness.robustness_figure(tables["test"]), "robustness.png")
 
 
 def _log_predictions(rows, scores: Scores) -> None:

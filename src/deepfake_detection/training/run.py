@@ -27,7 +27,7 @@ from deepfake_detection.training.plan import (
     print_input_plans,
     scaled,
 )
-from deepfake_detection.training.scores import evaluate
+from deepfake_detection.training.scores import degrade_splits, evaluate
 from deepfake_detection.training.speed import measure_speed
 from deepfake_detection.training.study import Search, check_settings, load_training_data
 from deepfake_detection.training.summary import ArchitectureResult, log_summary
@@ -114,7 +114,7 @@ def measure_and_plan(settings: TrainSettings, names: list[str], parts: dict, dig
     more = {s.name: fits * s.epoch_seconds(train, valid) for s in speeds}
     first = {s.name: more[s.name] + fits * s.startup for s in speeds}
     steps = {s.name: fits * s.train_seconds(train) for s in speeds}
-    share = plan_share(first, steps, budget - measured)
+    share = plan_share(first, steps, budget - measured, spent=measured)
     first, more = scaled(first, steps, share), scaled(more, steps, share)
     epochs = plan_epochs(first, more, budget - measured, settings.epochs)
     seconds = planned_seconds(epochs, first, more)
@@ -156,7 +156,8 @@ def train_architecture(
     if fit.weights_sha256:  # compared across the processes that fitted together
         mlflow.set_tags({"weights_sha256": fit.weights_sha256, "processes_with_these_weights": fit.processes})
     scores = evaluate(fit.model, search)
-    version, role, model_uri = record.record(search, fit, scores, dataset)
+    degraded = degrade_splits(fit.model, search, scores, settings.degradations)
+    version, role, model_uri = record.record(search, fit, scores, dataset, degraded)
     return ArchitectureResult(
         name,
         mlflow.active_run().info.run_id,

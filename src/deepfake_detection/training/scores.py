@@ -1,14 +1,21 @@
-"""Scores on valid and test: calibration and threshold chosen on valid, metrics with intervals on test."""
+"""Scores on valid and test: calibration and threshold chosen on valid, metrics with intervals on
+test; and the same splits under a degradation suite (the election weighs valid's)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 
-from deepfake_detection import evaluation
+from deepfake_detection import evaluation, robustness
+from deepfake_detection.degradations import suite
 from deepfake_detection.training.study import Search
+
+# What a split's summary under the suite adds to its metrics (valid_..., test_...).
+DEGRADED_KEYS = ("mean_degraded_roc_auc", "worst_degraded_roc_auc")
 
 
 @dataclass
@@ -56,3 +63,42 @@ def evaluate(model: keras.Model, search: Search) -> Scores:
         valid=evaluation.binary_metrics(y_valid, p_valid, threshold),
         test=test,
     )
+
+
+@dataclass
+class Degraded:
+    """Valid and test under the run's degradation suite: :func:`robustness.metrics_table` of each."""
+
+    suite: str
+    valid: pd.DataFrame
+    test: pd.DataFrame
+
+
+def degrade_splits(model: keras.Model, search: Search, scores: Scores, degradations: str) -> Degraded | None:
+    """Score valid and test under ``degradations`` (a suite name or list; ``none``: nothing) with
+    the calibrated model at its threshold, as the registered detector will score; each split's
+    mean and worst degraded ROC-AUC (with intervals) join ``scores.valid`` / ``scores.test``."""
+    from deepfake_detection.architectures import calibrated
+    from deepfake_detection.model import DeepfakeDetector, DetectorConfig
+
+    chosen = suite(degradations)
+    if not chosen:
+        return None
+    config = DetectorConfig(search.name, search.settings.image_size, scores.threshold, temperature=scores.temperature)
+    detector = DeepfakeDetector.of(calibrated(model, scores.temperature), config)
+    tables = {}
+    for split, metrics in (("valid", scores.valid), ("test", scores.test)):
+        rows = search.parts[split]
+        scored = robustness.score(
+            detector,
+            [Path(f).read_bytes for f in rows["file"]],
+            evaluation.fake_labels(rows),
+            chosen,
+            batch_size=search.settings.batch_size,
+            seed=search.settings.seed,
+            label=f"{search.name} {split}",
+        )
+        tables[split] = robustness.metrics_table(scored, scores.threshold, chosen, search.name, every_interval=False)
+        summary = robustness.summary(tables[split], scored)
+        metrics.update({k: v for k, v in summary.items() if k.startswith(DEGRADED_KEYS)})
+    return Degraded(degradations, tables["valid"], tables["test"])

@@ -17,6 +17,7 @@ from deepfake_detection import multihost, tracking, tuning
 from deepfake_detection.architectures import Architecture, get_architecture, parse_architectures
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.data.pipeline import Augment, load_splits, make_dataset, sample
+from deepfake_detection.degradations import suite
 from deepfake_detection.errors import SettingsError
 from deepfake_detection.training.plan import parse_plan, steps_per_epoch
 
@@ -33,6 +34,7 @@ def check_settings(settings: TrainSettings) -> list[str]:
         raise SettingsError(f"unknown distribution {settings.distribute!r}; choose from {', '.join(DISTRIBUTE)}")
     if settings.distribute == "multi-host":
         multihost.check(settings)
+    suite(settings.degradations)  # raises on an unknown suite or degradation
     for name in names:
         get_architecture(name, settings.image_size, settings.weights)  # raises on a size or weights it refuses
     if settings.plan:
