@@ -1,7 +1,8 @@
 """Does training-time augmentation buy robustness? One architecture trained twice on the same
 data — augmentation off (``--augment 0``: flips only) and at full strength (``--augment 1``:
 JPEG re-compression, blur and rescaling as well) — then both scored on the test split under
-every perturbation of ``compare --robustness`` (JPEG 95/75/50, 0.5x down-scaling, blur).
+every degradation of the standard suite (``evaluate`` and ``compare --robustness``: JPEG 90/75/50, 0.75x and
+0.5x down-scaling, 1.5x up-scaling, blur 0.5 and 1 px, noise 2 and 5 grey levels, an 80 % crop).
 
     python benchmarks/robustness.py [--arch custom_c] [--epochs 3] [--strengths 0,1] [--data DIR] [--markdown PATH]
 """
@@ -51,26 +52,27 @@ def main() -> None:
                 epochs=args.epochs,
                 tuner="none",
                 augment=strength,
+                degradations="none",  # scored below, on test only
                 seed=args.seed,
                 work_dir=str(workspace / "outputs"),
             )
         )
         label = f"{args.arch} augment={strength:g}"
-        rows.extend(robustness.evaluate(load_detector(result.model_uri), test, label))
-    table = robustness.pivot(pd.DataFrame(rows))
+        rows.append(robustness.evaluate(load_detector(result.model_uri), test, label))
+    table = robustness.pivot(pd.concat(rows, ignore_index=True))
     means = table.drop(columns="none").mean(axis=1).rename("mean ROC-AUC")
     caption = (
         f"test ROC-AUC (positive class: fake), {args.image_size} px, {args.epochs} epochs, no tuning, seed {args.seed}"
     )
     print(f"\n{caption}")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
-    print("mean over the perturbations (without 'none'):")
+    print("mean over the degradations (without 'none'):")
     print(means.to_string(float_format=lambda v: f"{v:.3f}"))
     write_markdown(
         args.markdown,
         caption,
         table.to_markdown(floatfmt=".3f"),
-        "mean over the perturbations (without 'none'):",
+        "mean over the degradations (without 'none'):",
         means.to_frame().to_markdown(floatfmt=".3f"),
     )
 

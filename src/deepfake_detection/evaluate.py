@@ -130,8 +130,9 @@ def log_evaluation(evaluation: Evaluation, experiment: str, folder) -> str:
                     curves[condition] = roc_points(scored.y[kept], p[kept])
             title = f"ROC on {labelled.name}, clean and degraded (positive class: fake)"
             mlflow.log_figure(plots.roc_figure(curves, title), f"roc_{labelled.name}.png")
-        by_set = evaluation.table.assign(model=evaluation.table["set"])
-        mlflow.log_figure(robustness.robustness_figure(by_set), "auc_vs_severity.png")
+        if (evaluation.table["degradation"] != CLEAN).any():
+            by_set = evaluation.table.assign(model=evaluation.table["set"])
+            mlflow.log_figure(robustness.robustness_figure(by_set), "auc_vs_severity.png")
         return active.info.run_id
 
 

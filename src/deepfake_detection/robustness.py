@@ -194,9 +194,10 @@ def robustness_figure(table: pd.DataFrame):
             axis.errorbar(points["parameter"], points["roc_auc"], yerr=errors, marker="o", capsize=2, label=model)
         axis.axhline(0.5, color="grey", linestyle=":", linewidth=1)
         axis.set_title(family)
-        axis.set_xlabel({"jpeg": "quality", "blur": "sigma (px)", "noise": "sigma (grey levels)"}.get(family, "factor"))
-        if family == "jpeg":
-            axis.invert_xaxis()  # severity grows to the right in every panel
+        labels = {"jpeg": "quality", "blur": "sigma (px)", "noise": "sigma (grey levels)", "crop": "share of each side"}
+        axis.set_xlabel(labels.get(family, "scale factor"))
+        if family in ("jpeg", "downscale", "crop"):
+            axis.invert_xaxis()  # severity grows to the right in every panel, from the clean point
     axes[0].set_ylabel("ROC-AUC (positive class: fake)")
     axes[0].set_ylim(0.3, 1.02)
     axes[-1].legend(fontsize=7, loc="lower left")
