@@ -15,6 +15,8 @@ from helpers import aliases, tiny_train_args
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from deepfake_detection import registry
+
 PASSWORDS = {"reader": "reader-pw-3141", "trainer": "trainer-pw-2718", "release-manager": "manager-pw-1618"}
 NAME = "deepfake-npr"
 
@@ -150,7 +152,7 @@ def test_each_role_may_do_its_part_and_is_refused_the_rest(roles, bench_dataset,
     (version,) = admin.search_model_versions(f"name = '{NAME}'")
     assert version.tags["degenerate"] == "false", "seed 1 must give a model the election can choose"
     assert (
-        f"{NAME} version 1 has the best valid score ({float(version.tags['valid_roc_auc']):.3f}) and would be "
+        f"{NAME} version 1 has the best valid score ({registry.robust_score(version.tags):.3f}) and would be "
         "champion, but this user may not move @champion / Production" in trained.stdout
     )
     assert "A release manager promotes it with `deepfake-detection promote --arch npr --version 1`" in trained.stdout

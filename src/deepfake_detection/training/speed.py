@@ -3,6 +3,7 @@ timed after warm-up, before anything trains; a time budget is planned from these
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -51,13 +52,15 @@ class Speed:
 
 def measure_speed(search: Search) -> Speed:
     """Time ``search``'s architecture at its default hyperparameters (the pinned ones kept) as its
-    fit runs: Keras' ``fit`` on the run's input pipeline (decoded images cached, augmented as the
-    fit's are), batch size and image size, for two short epochs of ``STEPS`` training and
-    ``VALID_STEPS`` validation batches. The second epoch gives the step times; what the build and
-    the fit took beyond two such epochs is the start-up every fit pays (Keras' symbolic build,
-    tracing the step functions, filling the cache). Then one save. The model is
-    discarded and Keras' global state cleared, so what trains afterwards is as it would be without
-    this."""
+        fit runs: Keras' ``fit`` on the run's input pipeline (decoded images cached, augmented as the
+        fit's are), batch size and image size, for two short epochs of ``STEPS`` training and
+        ``VALID_STEPS`` validation batches. The second epoch gives the step times (a training step's:
+    the median of its batches, so one batch slowed by something else on the machine does not
+    skew the plan); what the build and
+        the fit took beyond two such epochs is the start-up every fit pays (Keras' symbolic build,
+        tracing the step functions, filling the cache). Then one save. The model is
+        discarded and Keras' global state cleared, so what trains afterwards is as it would be without
+        this."""
     settings = search.settings
     hp = kt.HyperParameters()
     hp.merge(search.fixed)
@@ -70,7 +73,7 @@ def measure_speed(search: Search) -> Speed:
     model.fit(train, validation_data=valid, epochs=2, callbacks=[clock], verbose=0)
     fitted = time.perf_counter() - started  # the build, Keras' symbolic build before epoch 1, both epochs
     train_seconds, valid_seconds = clock.epochs[1]
-    train_steps = steps_per_epoch(min(len(search.parts["train"]), STEPS * settings.batch_size), settings.batch_size)
+    train_step = statistics.median(clock.batches[1])
     valid_steps = steps_per_epoch(
         min(len(search.parts["valid"]), VALID_STEPS * settings.batch_size), settings.batch_size
     )
@@ -80,9 +83,7 @@ def measure_speed(search: Search) -> Speed:
         save = time.perf_counter() - started
     keras.backend.clear_session()
     startup = max(0.0, fitted - 2 * (train_seconds + valid_seconds))
-    return Speed(
-        search.name, train_seconds / train_steps, valid_seconds / valid_steps, save, startup, settings.batch_size
-    )
+    return Speed(search.name, train_step, valid_seconds / valid_steps, save, startup, settings.batch_size)
 
 
 def _dataset(search: Search, split: str, batches: int, augment):
@@ -93,14 +94,22 @@ def _dataset(search: Search, split: str, batches: int, augment):
 
 
 class _EpochClock(keras.callbacks.Callback):
-    """Each epoch's (training seconds, validation seconds)."""
+    """Each epoch's (training seconds, validation seconds), and its training batches' seconds."""
 
     def __init__(self):
         super().__init__()
         self.epochs: list[tuple[float, float]] = []
+        self.batches: list[list[float]] = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._begin = time.perf_counter()
+        self.batches.append([])
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._batch = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches[-1].append(time.perf_counter() - self._batch)
 
     def on_test_begin(self, logs=None):
         self._test = time.perf_counter()
