@@ -202,7 +202,8 @@ def test_a_budget_short_of_one_epoch_trains_each_epoch_on_a_share_and_prints_how
         r"each epoch trains on (\d+)% of the training set \((\d+) of (\d+) images\)", out
     ).groups()
     share, train_images, total = int(share) / 100, int(train_images), int(total)
-    assert 0.1 <= share <= 0.5 and train_images == int(share * total) < total
+    # balanced over the two labels: an even count, what the fit trains on (its param below)
+    assert 0.1 <= share <= 0.5 and train_images == 2 * (int(share * total) // 2) < total
     assert f"reproduce this plan on another machine with --plan spectrum=1@{share:g}" in out
     run = MlflowClient().get_run(result.run_id)
     assert float(run.data.params["train_share"]) == share

@@ -31,9 +31,9 @@ class Scored:
     errors: dict[str, list[str]]  # condition name -> "" or the reason the row was not scored
 
 
-def _degraded(blob: bytes | None, degradation: Degradation | None, seed: int) -> tuple[bytes | None, str]:
-    if blob is None or degradation is None:
-        return blob, ""
+def _degraded(blob: bytes | None, degradation: Degradation, seed: int) -> tuple[bytes | None, str]:
+    if blob is None:  # refused as given: the reason is the model's check's
+        return None, ""
     try:
         return degrade(blob, degradation, seed), ""
     except (OSError, ValueError) as error:  # Pillow cannot decode it: the model's check says the same

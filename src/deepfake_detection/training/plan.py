@@ -57,9 +57,14 @@ def plan_share(first: dict[str, float], train: dict[str, float], budget_seconds:
     scaling = sum(train.values())
     share = math.floor((budget_seconds - (needed - scaling)) / scaling / SHARE_STEP + 1e-9) * SHARE_STEP
     if share < MIN_SHARE:
-        least = {n: first[n] - (1 - MIN_SHARE) * train[n] for n in first}
         raise SettingsError(
-            _refusal(least, budget_seconds, f"on {MIN_SHARE:.0%} of the training set", needed + spent, spent)
+            _refusal(
+                scaled(first, train, MIN_SHARE),
+                budget_seconds,
+                f"on {MIN_SHARE:.0%} of the training set",
+                needed + spent,
+                spent,
+            )
         )
     return round(share, 2)
 

@@ -29,7 +29,7 @@ from deepfake_detection.training.plan import (
 )
 from deepfake_detection.training.scores import degrade_splits, evaluate
 from deepfake_detection.training.speed import measure_speed
-from deepfake_detection.training.study import Search, check_settings, load_training_data
+from deepfake_detection.training.study import Search, check_settings, load_training_data, share_of
 from deepfake_detection.training.summary import ArchitectureResult, log_summary
 
 
@@ -48,7 +48,7 @@ class Plan:
     def share(self, name: str) -> float:
         return self.shares.get(name, 1.0)
 
-    def describe(self, settings: TrainSettings, train_images: int) -> str:
+    def describe(self, settings: TrainSettings, train_rows) -> str:
         if self.source == "measured":
             text = f"final-fit epochs for a {settings.budget_minutes:g}-minute budget on this machine: {self.epochs}"
         elif self.source == "pinned":
@@ -59,7 +59,7 @@ class Plan:
             names = ", ".join(n for n in self.epochs if self.share(n) == share)
             text += (
                 f"\n{names}: each epoch trains on {share:.0%} of the training set "
-                f"({int(share * train_images)} of {train_images} images)"
+                f"({len(share_of(train_rows, share, settings.seed))} of {len(train_rows)} images)"
                 + (
                     ": one whole epoch of every architecture does not fit the budget"
                     if self.source == "measured"
@@ -205,7 +205,7 @@ def run_training(
     cluster = multihost.Cluster.join(settings, digest) if settings.distribute == "multi-host" else None
     common_tags = {"dataset_digest": digest, "positive_class": "fake", **(tags or {})}
     plan = measure_and_plan(settings, names, parts, digest)
-    print(plan.describe(settings, len(parts["train"])), flush=True)
+    print(plan.describe(settings, parts["train"]), flush=True)
     print_input_plans(settings, parts)
     results = []
     leading = cluster.leading() if cluster is not None else contextlib.nullcontext()

@@ -52,15 +52,14 @@ class Speed:
 
 def measure_speed(search: Search) -> Speed:
     """Time ``search``'s architecture at its default hyperparameters (the pinned ones kept) as its
-        fit runs: Keras' ``fit`` on the run's input pipeline (decoded images cached, augmented as the
-        fit's are), batch size and image size, for two short epochs of ``STEPS`` training and
-        ``VALID_STEPS`` validation batches. The second epoch gives the step times (a training step's:
+    fit runs: Keras' ``fit`` on the run's input pipeline (decoded images cached, augmented as the
+    fit's are), batch size and image size, for two short epochs of ``STEPS`` training and
+    ``VALID_STEPS`` validation batches. The second epoch gives the step times (a training step's:
     the median of its batches, so one batch slowed by something else on the machine does not
-    skew the plan); what the build and
-        the fit took beyond two such epochs is the start-up every fit pays (Keras' symbolic build,
-        tracing the step functions, filling the cache). Then one save. The model is
-        discarded and Keras' global state cleared, so what trains afterwards is as it would be without
-        this."""
+    skew the plan); what the build and the fit took beyond two such epochs is the start-up every
+    fit pays (Keras' symbolic build, tracing the step functions, filling the cache). Then one
+    save. The model is discarded and Keras' global state cleared, so what trains afterwards is as
+    it would be without this."""
     settings = search.settings
     hp = kt.HyperParameters()
     hp.merge(search.fixed)

@@ -111,7 +111,7 @@ class Search:
             keras.backend.clear_session()
             keras.utils.set_random_seed(settings.seed)
         if share < 1:
-            parts = parts | {"train": sample(parts["train"], max(2, int(share * len(parts["train"]))), settings.seed)}
+            parts = parts | {"train": share_of(parts["train"], share, settings.seed)}
         architecture.training_steps = settings.epochs * steps_per_epoch(len(parts["train"]), settings.batch_size)
         fixed = kt.HyperParameters()
         if settings.augment >= 0:  # a fixed augmentation strength instead of searching it
@@ -181,6 +181,11 @@ class Search:
             parent_run_id=parent_run_id,
             distribution_strategy=strategy,
         )
+
+
+def share_of(rows, share: float, seed: int):
+    """``share`` of the training ``rows`` (at least 2), balanced over the labels, the same for ``seed``."""
+    return sample(rows, max(2, int(share * len(rows))), seed)
 
 
 def load_training_data(settings: TrainSettings) -> tuple[TrainSettings, dict, str]:
