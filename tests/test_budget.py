@@ -212,3 +212,64 @@ def test_a_budget_short_of_one_epoch_trains_each_epoch_on_a_share_and_prints_how
     assert parent.data.tags["plan"] == f"spectrum=1@{share:g}"
     assert float(parent.data.params["plan.spectrum.train_share"]) == share
     assert result.version == "1"
+
+
+def _known_speeds(monkeypatch, clock: list[float]):
+    """measure_and_plan on known speeds: every architecture measures in 10 s of a fake clock, one
+    epoch of 64 training images (4 batches) costs 4 x 1 + 1 x 0.5 (valid) + 2 x 0.25 (saves) = 5 s,
+    scoring an image 0.5 / 16 s, degrading one 1 ms."""
+    from deepfake_detection.training import run as run_module
+
+    def measured(search):
+        clock[0] += 10.0
+        return Speed(search, train_step=1.0, valid_step=0.5, save=0.25, startup=2.0, batch_size=16)
+
+    monkeypatch.setattr(run_module.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(run_module.Search, "create", lambda name, *args, **kwargs: name)
+    monkeypatch.setattr(run_module, "measure_speed", measured)
+    monkeypatch.setattr(run_module, "measure_degrading", lambda search, degradations: 0.001)
+    return run_module
+
+
+def test_a_jobs_budget_keeps_what_follows_training_out_of_training(monkeypatch, capsys):
+    import pandas as pd
+
+    from deepfake_detection.config import TrainSettings
+
+    clock = [100.0]
+    run = _known_speeds(monkeypatch, clock)
+    parts = {"train": pd.DataFrame(index=range(64)), "valid": pd.DataFrame(index=range(16))}
+    parts["test"] = pd.DataFrame(index=range(16))
+    settings = TrainSettings(arch="a,b", budget_minutes=2, tuner="none", epochs=20, degradations="standard")
+    job = run.Job(120.0, started=70.0, splits_after=("train", "valid", "test"))  # 30 s spent: the dataset
+    plan = run.measure_and_plan(settings, ["a", "b"], parts, "digest", job)
+    # after each fit: scoring (valid + test) x (2 + 11 degradations) + 96 images of compare
+    # = 512 images x 0.5 / 16 s = 16 s, 4 saves x 0.25 s and the start-up, 2 s: 19 s each;
+    # degrading valid and test once under the 11: 32 x 11 x 1 ms
+    assert plan.reserved == pytest.approx(2 * 19 + 32 * 11 * 0.001)
+    left = 120 - 30 - 20 - plan.reserved  # the job's, less the dataset, measuring and the reserve
+    assert plan.budget.left() == pytest.approx(left)
+    assert sum(plan.seconds.values()) <= left and plan.epochs == {"a": 3, "b": 2}  # 7 s first, 5 s more
+    out = capsys.readouterr().out
+    assert "keeps an estimated 38 s for what follows training" in out and "32 s are left to train" in out
+    plan.describe(settings, parts["train"])  # names the job's budget
+    assert "for the job's 2-minute budget" in plan.describe(settings, parts["train"])
+
+
+def test_a_jobs_budget_that_leaves_nothing_to_train_is_refused_naming_the_whole_jobs_minimum(monkeypatch):
+    import pandas as pd
+
+    from deepfake_detection.config import TrainSettings
+
+    clock = [100.0]
+    run = _known_speeds(monkeypatch, clock)
+    parts = {"train": pd.DataFrame(index=range(64)), "valid": pd.DataFrame(index=range(16))}
+    parts["test"] = pd.DataFrame(index=range(16))
+    settings = TrainSettings(arch="a,b", budget_minutes=1, tuner="none", degradations="standard")
+    job = run.Job(60.0, started=70.0, splits_after=("train", "valid", "test"))
+    with pytest.raises(SettingsError) as refused:
+        run.measure_and_plan(settings, ["a", "b"], parts, "digest", job)
+    message = str(refused.value)
+    # the job spent 50 s and keeps 38.4 s; one epoch each on 10 % of the training set costs 2 x 3.4 s
+    assert "(what is left after the 50 s the job spent and the 38 s it keeps for after training)" in message
+    assert "Raise --budget-minutes to at least 1.59 (1.71 for whole epochs)" in message

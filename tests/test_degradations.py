@@ -127,3 +127,51 @@ def test_degrade_applies_it_to_the_file_and_encodes_it_again_the_same_way_every_
     first = _pixels(d.degrade(data, noise, seed=3)) - _pixels(data)
     second = _pixels(d.degrade(other, noise, seed=3)) - _pixels(other)
     assert not np.array_equal(first, second[::-1])
+
+
+class _Brightness:
+    """A stand-in network: p_fake = mean brightness, so every degradation moves the scores."""
+
+    def predict_on_batch(self, x):
+        return x.mean(axis=(1, 2, 3)) / 255
+
+
+def test_scoring_again_with_kept_inputs_degrades_nothing_twice_and_scores_the_same(tmp_path, monkeypatch):
+    from deepfake_detection import robustness
+    from deepfake_detection.model import DeepfakeDetector, DetectorConfig
+
+    files = []
+    for i in range(6):
+        files.append(tmp_path / f"{i}.png")
+        files[-1].write_bytes(_png(_image(_texture((40, 40), seed=i) * (0.5 + i / 10))))
+    (tmp_path / "empty.png").write_bytes(b"")
+    files.append(tmp_path / "empty.png")
+    y = np.array([0, 1, 0, 1, 0, 1, 1])
+    detector = DeepfakeDetector.of(_Brightness(), DetectorConfig("brightness", 32, 0.5))
+    made = []
+    real = robustness.prepare_degraded
+    monkeypatch.setattr(robustness, "prepare_degraded", lambda *args: made.append(args[3].name) or real(*args))
+    read = [f.read_bytes for f in files]
+    kept = robustness.Inputs()
+    first = robustness.score(detector, read, y, inputs=kept, batch_size=4)
+    assert sorted(made) == sorted(x.name for x in d.suite("standard"))
+    again = robustness.score(detector, read, y, inputs=kept, batch_size=4)
+    assert len(made) == 11  # nothing degraded or decoded a second time
+    made.clear()
+    unkept = robustness.score(detector, read, y, inputs=robustness.Inputs(max_bytes=0), batch_size=4)
+    assert len(made) == 11  # a cache too small for anything keeps nothing
+    for other in (again, unkept):
+        assert other.errors == first.errors
+        for name, p in first.p_fake.items():
+            np.testing.assert_array_equal(other.p_fake[name], p)
+    assert all(errors[-1] == "empty file (0 bytes)" for errors in first.errors.values())
+    assert first.p_fake["blur_sigma1"][0] != first.p_fake["none"][0]  # the degradations were applied
+
+
+def test_scoring_passes_carry_as_many_pixels_as_256_rows_at_64_px_never_fewer_than_the_training_batch():
+    from deepfake_detection.robustness import scoring_batch
+
+    assert scoring_batch(32, 64) == 256
+    assert scoring_batch(32, 32) == 1024
+    assert scoring_batch(32, 128) == 64
+    assert scoring_batch(32, 224) == 32  # 20 rows of 224 px would be fewer than the training batch

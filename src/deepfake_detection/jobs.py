@@ -65,6 +65,7 @@ def run_main(bench_settings: PrepareSettings, train: TrainSettings) -> None:
     from deepfake_detection.compare import run_compare
     from deepfake_detection.comparison_report import print_table
     from deepfake_detection.training import check_settings, log_summary, run_training
+    from deepfake_detection.training.run import Job
     from deepfake_detection.training.summary import print_results
 
     data = train.data
@@ -83,14 +84,16 @@ def run_main(bench_settings: PrepareSettings, train: TrainSettings) -> None:
             run_prepare(bench_settings)
         else:
             click.echo(f"using the existing dataset at {data}")
-        results = run_training(train)
+        # The budget is the whole job's: what follows training (compare scores every split) is kept out of it.
+        results = run_training(train, job=Job(train.budget_minutes * 60, started, ("train", "valid", "test")))
         print_results(results)
         # The versions just trained, whether or not the election made them champion.
         trained = ",".join(f"models:/{registry.registered_name(r.architecture)}/{r.version}" for r in results)
         # The exact SVM alone: the Nystroem one beside it is `compare`'s to show, not the main job's.
         print_table(run_compare(CompareSettings(models=trained, data=data, seed=train.seed, approximate_too=False)))
         log_summary(results)  # the same leaderboard on the outermost run, the first one the UI shows
-    click.echo(f"main finished in {time.perf_counter() - started:.0f} s")
+    budget = f" (budget {train.budget_minutes:g} min)" if train.budget_minutes and not train.plan else ""
+    click.echo(f"main finished in {time.perf_counter() - started:.0f} s{budget}")
     click.echo(
         f"runs are in {tracking.tracking_uri()}; look at them with: make ui (or: deepfake-detection ui), which prints"
     )

@@ -42,7 +42,9 @@ def plan_epochs(first: dict[str, float], more: dict[str, float], budget_seconds:
     return plan
 
 
-def plan_share(first: dict[str, float], train: dict[str, float], budget_seconds: float, spent: float = 0.0) -> float:
+def plan_share(
+    first: dict[str, float], train: dict[str, float], budget_seconds: float, spent: float = 0.0, spent_on: str = ""
+) -> float:
     """The share of the training set each epoch trains on: 1 where one whole epoch of every
     architecture (``first``, as for :func:`plan_epochs`) fits in ``budget_seconds``; otherwise the
     largest multiple of ``SHARE_STEP`` for which it does, ``train[name]`` being the part of
@@ -50,7 +52,8 @@ def plan_share(first: dict[str, float], train: dict[str, float], budget_seconds:
     validation and saving do not). Fewer steps per epoch rather than a refusal: a user who asks
     for 4 minutes on a slow machine gets a (weaker) model in 4 minutes, as an AutoML time budget
     would give. Below ``MIN_SHARE`` it is refused, naming what would fit (``spent``: seconds of
-    the budget already used, measuring, added to the budget it names)."""
+    the budget that are not training's, ``spent_on`` what: measuring by default, added to the
+    budget it names)."""
     needed = sum(first.values())
     if needed <= budget_seconds:
         return 1.0
@@ -64,6 +67,7 @@ def plan_share(first: dict[str, float], train: dict[str, float], budget_seconds:
                 f"on {MIN_SHARE:.0%} of the training set",
                 needed + spent,
                 spent,
+                spent_on,
             )
         )
     return round(share, 2)
@@ -79,7 +83,12 @@ def planned_seconds(plan: dict, first: dict[str, float], more: dict[str, float])
 
 
 def _refusal(
-    first: dict[str, float], budget_seconds: float, what: str = "", whole: float = 0.0, spent: float = 0.0
+    first: dict[str, float],
+    budget_seconds: float,
+    what: str = "",
+    whole: float = 0.0,
+    spent: float = 0.0,
+    spent_on: str = "",
 ) -> str:
     costs = ", ".join(f"{n} {s:.0f} s" for n, s in first.items())
     fitting, total = [], 0.0
@@ -90,7 +99,7 @@ def _refusal(
     would_fit = ", ".join(fitting) if fitting else "none of them"
     minutes = (sum(first.values()) + spent) / 60
     where = f" {what}" if what else ""
-    left = f" (what is left after measuring {spent:.0f} s)" if spent else ""
+    left = f" (what is left after {spent_on or f'measuring {spent:.0f} s'})" if spent else ""
     whole_epochs = f" ({whole / 60:.2f} for whole epochs)" if whole else ""
     return (
         f"a budget of {budget_seconds:.0f} s{left} cannot train one epoch of every architecture on this "

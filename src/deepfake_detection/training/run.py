@@ -14,6 +14,7 @@ import mlflow
 from deepfake_detection import multihost, tracking, views
 from deepfake_detection.access.client import require
 from deepfake_detection.config import TrainSettings
+from deepfake_detection.degradations import suite
 from deepfake_detection.registry import registered_name
 from deepfake_detection.training import record
 from deepfake_detection.training.budget import Budget
@@ -28,9 +29,22 @@ from deepfake_detection.training.plan import (
     scaled,
 )
 from deepfake_detection.training.scores import degrade_splits, evaluate
-from deepfake_detection.training.speed import measure_speed
+from deepfake_detection.training.speed import measure_degrading, measure_speed
 from deepfake_detection.training.study import Search, check_settings, load_training_data, share_of
 from deepfake_detection.training.summary import ArchitectureResult, log_summary
+
+
+@dataclass(frozen=True)
+class Job:
+    """A budget for a whole job that trains (``main``), not only for its training: ``seconds`` of
+    wall time from ``started`` (``time.perf_counter()``). What the job does after training (scoring
+    each architecture under the suite, registering it, and scoring ``splits_after``, as ``main``'s
+    compare does) is estimated from this machine's measured speeds and kept out of training's
+    share."""
+
+    seconds: float
+    started: float
+    splits_after: tuple[str, ...] = ()
 
 
 @dataclass
@@ -44,13 +58,17 @@ class Plan:
     speeds: list = field(default_factory=list)  # speed.Speed per architecture, when measured
     seconds: dict[str, float] = field(default_factory=dict)  # planned training seconds
     shares: dict[str, float] = field(default_factory=dict)  # of the training set per epoch; absent = 1
+    reserved: float = 0.0  # seconds of a job's budget (:class:`Job`) kept for what follows training
 
     def share(self, name: str) -> float:
         return self.shares.get(name, 1.0)
 
     def describe(self, settings: TrainSettings, train_rows) -> str:
         if self.source == "measured":
-            text = f"final-fit epochs for a {settings.budget_minutes:g}-minute budget on this machine: {self.epochs}"
+            whose = "the job's" if self.reserved else "a"
+            text = (
+                f"final-fit epochs for {whose} {settings.budget_minutes:g}-minute budget on this machine: {self.epochs}"
+            )
         elif self.source == "pinned":
             text = f"final-fit epochs pinned by --plan: {self.epochs}"
         else:
@@ -76,6 +94,8 @@ class Plan:
         mlflow.log_params({f"plan.{n}": e for n, e in self.epochs.items()})
         if self.source != "epochs":
             mlflow.set_tag("plan", self.pinned())
+        if self.reserved:  # the budget was a whole job's (main): what it kept for after training
+            mlflow.log_param("plan.reserved_after_training_seconds", round(self.reserved))
         if any(self.share(n) < 1 for n in self.epochs):
             mlflow.log_params({f"plan.{n}.train_share": self.share(n) for n in self.epochs})
         if self.speeds:
@@ -89,13 +109,17 @@ class Plan:
             mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, "plan/speeds.json")
 
 
-def measure_and_plan(settings: TrainSettings, names: list[str], parts: dict, digest: str) -> Plan:
+def measure_and_plan(
+    settings: TrainSettings, names: list[str], parts: dict, digest: str, job: Job | None = None
+) -> Plan:
     """The epochs of every architecture, before anything trains. With ``--plan``, those; without
     a budget, ``--epochs`` each; with one, this machine's speed is measured (a few steps of each
     architecture, charged to the budget) and :func:`plan_epochs` shares what is left; where one
     whole epoch of each does not fit, every epoch trains on the share of the training set that
     does (:func:`plan_share`). Under a budget or a plan the search's trials run the planned
-    epochs too, so an architecture costs (trials x executions + 1) fits."""
+    epochs too, so an architecture costs (trials x executions + 1) fits. Under a ``job``'s
+    budget, training gets what the job has left once the estimate of what follows training
+    (:func:`after_training_seconds`) is set aside."""
     if settings.plan:
         epochs, shares = parse_plan(settings.plan, names)
         return Plan(epochs, "pinned", shares={n: s for n, s in shares.items() if s < 1})
@@ -110,16 +134,43 @@ def measure_and_plan(settings: TrainSettings, names: list[str], parts: dict, dig
         print(f"measured {name}: {speeds[-1].images_per_second():.0f} training images/s", flush=True)
     measured = time.perf_counter() - started
     print(f"measured this machine's training speed in {measured:.0f} s ({100 * measured / budget:.0f} % of the budget)")
+    spent, reserved, spent_on = measured, 0.0, ""
+    if job is not None:
+        reserved = after_training_seconds(
+            settings, speeds, parts, job, Search.create(names[0], settings, parts, digest)
+        )
+        spent = time.perf_counter() - job.started
+        spent_on = f"the {spent:.0f} s the job spent and the {reserved:.0f} s it keeps for after training"
+        print(
+            f"the job has spent {spent:.0f} s (the dataset, measuring) and keeps an estimated {reserved:.0f} s for "
+            f"what follows training (scoring under the degradation suite, registering, comparing): "
+            f"{max(0.0, budget - spent - reserved):.0f} s are left to train"
+        )
+    left = budget - spent - reserved  # training's
     train, valid = len(parts["train"]) // settings.num_processes, len(parts["valid"])
     more = {s.name: fits * s.epoch_seconds(train, valid) for s in speeds}
     first = {s.name: more[s.name] + fits * s.startup for s in speeds}
     steps = {s.name: fits * s.train_seconds(train) for s in speeds}
-    share = plan_share(first, steps, budget - measured, spent=measured)
+    share = plan_share(first, steps, left, spent=spent + reserved, spent_on=spent_on)
     first, more = scaled(first, steps, share), scaled(more, steps, share)
-    epochs = plan_epochs(first, more, budget - measured, settings.epochs)
+    epochs = plan_epochs(first, more, left, settings.epochs)
     seconds = planned_seconds(epochs, first, more)
     shares = dict.fromkeys(names, share) if share < 1 else {}
-    return Plan(epochs, "measured", Budget(budget, seconds, spent_before=measured), speeds, seconds, shares)
+    clock = Budget(left + measured, seconds, spent_before=measured)
+    return Plan(epochs, "measured", clock, speeds, seconds, shares, reserved)
+
+
+def after_training_seconds(settings: TrainSettings, speeds: list, parts: dict, job: Job, search: Search) -> float:
+    """The estimate of what a job does after training, on this machine: for each architecture,
+    scoring valid and test clean (twice: calibration, then with the suite) and under each
+    degradation, and ``job.splits_after``, saving and registering it (``Speed.after_fit_seconds``);
+    degrading and decoding valid and test once (the suite's images are kept between
+    architectures), timed on a sample (``search``: any of the run's)."""
+    degradations = suite(settings.degradations)
+    scored = len(parts["valid"]) + len(parts["test"])
+    images = scored * (2 + len(degradations)) + sum(len(parts[split]) for split in job.splits_after)
+    degrading = scored * len(degradations) * measure_degrading(search, degradations)
+    return degrading + sum(s.after_fit_seconds(images) for s in speeds)
 
 
 def train_architecture(
@@ -185,10 +236,11 @@ def follow_process_0(settings: TrainSettings) -> None:
 
 
 def run_training(
-    settings: TrainSettings, run_name: str = "train", tags: dict | None = None
+    settings: TrainSettings, run_name: str = "train", tags: dict | None = None, job: Job | None = None
 ) -> list[ArchitectureResult]:
     """The whole ``train`` entry point: check, load the data, plan the epochs, then one child run
-    per architecture, and the best of them on the parent run."""
+    per architecture, and the best of them on the parent run. Under a ``job``, the budget is the
+    job's (``main``), not only training's."""
     names = check_settings(settings)
     if settings.distribute == "multi-host" and settings.process_id != 0:  # logs nothing, anywhere
         follow_process_0(settings)
@@ -204,7 +256,7 @@ def run_training(
     settings, parts, digest = load_training_data(settings)
     cluster = multihost.Cluster.join(settings, digest) if settings.distribute == "multi-host" else None
     common_tags = {"dataset_digest": digest, "positive_class": "fake", **(tags or {})}
-    plan = measure_and_plan(settings, names, parts, digest)
+    plan = measure_and_plan(settings, names, parts, digest, job)
     print(plan.describe(settings, parts["train"]), flush=True)
     print_input_plans(settings, parts)
     results = []

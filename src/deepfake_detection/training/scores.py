@@ -17,6 +17,18 @@ from deepfake_detection.training.study import Search
 # What a split's summary under the suite adds to its metrics (valid_..., test_...).
 DEGRADED_KEYS = ("mean_degraded_roc_auc", "worst_degraded_roc_auc")
 
+# Valid's and test's images under the suite, decoded, for the next architecture of the run.
+_KEPT: dict[tuple, robustness.Inputs] = {}
+
+
+def _kept_inputs(files) -> robustness.Inputs:
+    key = tuple(files)
+    if key not in _KEPT:
+        if len(_KEPT) >= 2:  # another dataset: what was kept is of no use
+            _KEPT.clear()
+        _KEPT[key] = robustness.Inputs(robustness.KEPT_BYTES // 2)
+    return _KEPT[key]
+
 
 @dataclass
 class Scores:
@@ -77,7 +89,8 @@ class Degraded:
 def degrade_splits(model: keras.Model, search: Search, scores: Scores, degradations: str) -> Degraded | None:
     """Score valid and test under ``degradations`` (a suite name or list; ``none``: nothing) with
     the calibrated model at its threshold, as the registered detector will score; each split's
-    mean and worst degraded ROC-AUC (with intervals) join ``scores.valid`` / ``scores.test``."""
+    mean and worst degraded ROC-AUC (with intervals) join ``scores.valid`` / ``scores.test``.
+    The degraded images are decoded once per run and split, not once per architecture."""
     from deepfake_detection.architectures import calibrated
     from deepfake_detection.model import DeepfakeDetector, DetectorConfig
 
@@ -94,9 +107,10 @@ def degrade_splits(model: keras.Model, search: Search, scores: Scores, degradati
             [Path(f).read_bytes for f in rows["file"]],
             evaluation.fake_labels(rows),
             chosen,
-            batch_size=search.settings.batch_size,
+            batch_size=robustness.scoring_batch(search.settings.batch_size, search.settings.image_size),
             seed=search.settings.seed,
             label=f"{search.name} {split}",
+            inputs=_kept_inputs(rows["file"]),
         )
         tables[split] = robustness.metrics_table(scored, scores.threshold, chosen, search.name, every_interval=False)
         summary = robustness.summary(tables[split], scored)

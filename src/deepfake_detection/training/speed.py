@@ -18,6 +18,8 @@ from deepfake_detection.training.study import Search
 
 STEPS = 3  # training batches of each of the two measuring epochs
 VALID_STEPS = 2  # validation batches of each
+# Saves of a model after its fit (the registered Keras file, the pyfunc's copy, the artifacts).
+SAVES_AFTER_FIT = 4
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,16 @@ class Speed:
 
     def images_per_second(self) -> float:
         return self.batch_size / self.train_step
+
+    def predict_seconds(self, images: int) -> float:
+        """Scoring ``images``: a forward pass each, at the validation steps' rate (scoring passes
+        are larger, so at most this)."""
+        return images * self.valid_step / self.batch_size
+
+    def after_fit_seconds(self, images: int) -> float:
+        """What follows a fit on this machine: scoring ``images``, saving the model for the
+        registry (:data:`SAVES_AFTER_FIT`) and building it again to score (its start-up)."""
+        return self.predict_seconds(images) + SAVES_AFTER_FIT * self.save + self.startup
 
     def as_row(self) -> dict:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -83,6 +95,26 @@ def measure_speed(search: Search) -> Speed:
     keras.backend.clear_session()
     startup = max(0.0, fitted - 2 * (train_seconds + valid_seconds))
     return Speed(search.name, train_step, valid_seconds / valid_steps, save, startup, settings.batch_size)
+
+
+DEGRADE_SAMPLE = 64  # valid images degraded to time the suite
+
+
+def measure_degrading(search: Search, degradations: tuple) -> float:
+    """Seconds to degrade, re-encode and decode one image under one degradation, as the scoring
+    after each fit does: the first :data:`DEGRADE_SAMPLE` valid images under every one of
+    ``degradations`` (0 without any)."""
+    from deepfake_detection.model import DeepfakeDetector, DetectorConfig
+    from deepfake_detection.robustness import prepare_degraded
+
+    if not degradations:
+        return 0.0
+    detector = DeepfakeDetector.of(None, DetectorConfig(search.name, search.settings.image_size, 0.5))
+    blobs = [Path(f).read_bytes() for f in search.parts["valid"]["file"].head(DEGRADE_SAMPLE)]
+    started = time.perf_counter()
+    for degradation in degradations:
+        prepare_degraded(detector, blobs, [""] * len(blobs), degradation, search.settings.seed)
+    return (time.perf_counter() - started) / (len(blobs) * len(degradations))
 
 
 def _dataset(search: Search, split: str, batches: int, augment):
