@@ -135,22 +135,24 @@ def test_the_budget_clock_runs_only_while_charging_and_holds_each_share(monkeypa
 @pytest.mark.train
 def test_a_measured_plan_trains_the_same_models_as_the_same_plan_pinned(bench_dataset, tmp_path, capsys):
     settings = tiny_settings(
-        bench_dataset, tmp_path / "measured", arch="npr,spectrum", epochs=1, budget_minutes=30, num_samples=24
+        bench_dataset, tmp_path / "measured", arch="custom_c,spectrum", epochs=1, budget_minutes=30, num_samples=24
     )
     measured = run_training(settings)
     out = capsys.readouterr().out
-    assert "measured npr:" in out and "measured this machine's training speed in" in out
-    assert "final-fit epochs for a 30-minute budget on this machine: {'npr': 1, 'spectrum': 1}" in out
-    assert "npr: epoch 1/1" in out and "budget left" in out
+    assert "measured custom_c:" in out and "measured this machine's training speed in" in out
+    assert "final-fit epochs for a 30-minute budget on this machine: {'custom_c': 1, 'spectrum': 1}" in out
+    assert "custom_c: epoch 1/1" in out and "budget left" in out
     client = MlflowClient()
     parent = client.get_run(client.get_run(measured[0].run_id).data.tags["mlflow.parentRunId"])
     assert parent.data.tags["plan_source"] == "measured"
-    assert parent.data.params["plan.npr"] == "1"
+    assert parent.data.params["plan.custom_c"] == "1"
     speeds = mlflow.artifacts.load_dict(f"runs:/{parent.info.run_id}/plan/speeds.json")
     rows = dict(zip(speeds["columns"], zip(*speeds["data"])))
-    assert rows["name"] == ("npr", "spectrum")
+    assert rows["name"] == ("custom_c", "spectrum")
     assert all(s > 0 for s in rows["train_step"]) and rows["epochs"] == (1, 1)
-    pinned = run_training(replace(settings, budget_minutes=0, plan="npr=1,spectrum=1", work_dir=str(tmp_path / "p")))
+    pinned = run_training(
+        replace(settings, budget_minutes=0, plan="custom_c=1,spectrum=1", work_dir=str(tmp_path / "p"))
+    )
     pinned_parent = client.get_run(client.get_run(pinned[0].run_id).data.tags["mlflow.parentRunId"])
     assert pinned_parent.data.tags["plan_source"] == "pinned"
     for a, b in zip(measured, pinned):

@@ -7,9 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT
-
-from deepfake_detection.architectures import ARCHITECTURES
+from conftest import PROJECT, SHARED_ARCHITECTURES
 
 CHROMIUM = shutil.which("chromium")
 SCREENSHOTS = (
@@ -44,7 +42,7 @@ def test_the_ui_opens_on_the_leaderboard_and_shows_plots_side_by_side(shared_mod
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "making a tiny run" not in result.stdout  # it checked the shared store, not a run of its own
-    assert f"{len(ARCHITECTURES)} architecture runs ranked" in result.stdout
+    assert f"{len(SHARED_ARCHITECTURES)} architecture runs ranked" in result.stdout
     for name in SCREENSHOTS:
         png = screenshots / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000, name
