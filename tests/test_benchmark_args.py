@@ -28,6 +28,7 @@ DATA_SCRIPTS = [
     "input_pipeline.py",
     "multihost_train.py",
     "predict_throughput.py",
+    "residual_spectrum.py",
     "robustness.py",
     "serve_load.py",
     "training_input.py",
@@ -318,3 +319,18 @@ def test_markdown_replaces_only_its_own_section_of_a_page(bench, tmp_path, monke
     assert "old table" not in written and table.markdown() in written
     assert written.startswith(f"# Title\n\n{begin}\n<!-- written by: python benchmarks/compare_scale.py")
     assert written.endswith(f"{end}\n\nreading\n\n{other_begin}\nkept\n{other_end}\n")
+
+
+def test_the_residual_spectrum_is_flat_for_a_nearest_up_sampled_image_and_peaks_where_cells_repeat(bench):
+    import numpy as np
+    import residual_spectrum
+
+    small = np.random.default_rng(0).uniform(0, 255, (1, 8, 8, 3))
+    up = small.repeat(2, axis=1).repeat(2, axis=2)  # 16 px, every 2x2 cell one value: no residual
+    np.testing.assert_allclose(residual_spectrum.residual_spectra(up), 0, atol=1e-9)
+    marked = up.copy()
+    marked[:, 1::2, 1::2, :] += 20  # each cell's bottom-right pixel: a pattern repeating every 2 px
+    spectrum = residual_spectrum.residual_spectra(marked)[0]
+    peaks = {(int(i), int(j)) for i, j in zip(*np.nonzero(np.isclose(spectrum, spectrum.max())))}
+    assert peaks == {(0, 0), (0, 8), (8, 0), (8, 8)}  # DC and the Nyquist frequencies, nothing else
+    assert residual_spectrum.block_features(np.zeros((2, 64, 64))).shape == (2, 64)
