@@ -258,7 +258,7 @@ def test_a_jobs_budget_keeps_what_follows_training_out_of_training(monkeypatch, 
     assert "for the job's 2-minute budget" in plan.describe(settings, parts["train"])
 
 
-def test_a_jobs_budget_that_leaves_nothing_to_train_is_refused_naming_the_whole_jobs_minimum(monkeypatch):
+def test_a_jobs_budget_that_leaves_nothing_to_train_trains_the_least_and_says_what_the_job_needs(monkeypatch, capsys):
     import pandas as pd
 
     from deepfake_detection.config import TrainSettings
@@ -269,9 +269,25 @@ def test_a_jobs_budget_that_leaves_nothing_to_train_is_refused_naming_the_whole_
     parts["test"] = pd.DataFrame(index=range(16))
     settings = TrainSettings(arch="a,b", budget_minutes=1, tuner="none", degradations="standard")
     job = run.Job(60.0, started=70.0, splits_after=("train", "valid", "test"))
-    with pytest.raises(SettingsError) as refused:
-        run.measure_and_plan(settings, ["a", "b"], parts, "digest", job)
-    message = str(refused.value)
+    plan = run.measure_and_plan(settings, ["a", "b"], parts, "digest", job)
+    # the default job gives a result on any machine: one epoch each on 10 % of the training set
+    assert plan.epochs == {"a": 1, "b": 1} and plan.shares == {"a": 0.1, "b": 0.1}
+    assert sum(plan.seconds.values()) == pytest.approx(2 * 3.4)  # 7 s an epoch, 4 s of it steps: 10 % of those
+    out = capsys.readouterr().out
+    assert "this machine is too slow for the job's 1 minutes" in out and "expect weak models" in out
     # the job spent 50 s and keeps 38.4 s; one epoch each on 10 % of the training set costs 2 x 3.4 s
-    assert "(what is left after the 50 s the job spent and the 38 s it keeps for after training)" in message
-    assert "Raise --budget-minutes to at least 1.59 (1.71 for whole epochs)" in message
+    assert "(what is left after the 50 s the job spent and the 38 s it keeps for after training)" in out
+    assert "Raise --budget-minutes to at least 1.59 (1.71 for whole epochs)" in out
+
+
+def test_a_train_budget_that_leaves_nothing_to_train_is_refused(monkeypatch):
+    import pandas as pd
+
+    from deepfake_detection.config import TrainSettings
+
+    clock = [100.0]
+    run = _known_speeds(monkeypatch, clock)
+    parts = {split: pd.DataFrame(index=range(n)) for split, n in (("train", 64), ("valid", 16), ("test", 16))}
+    settings = TrainSettings(arch="a,b", budget_minutes=0.3, tuner="none", degradations="standard")
+    with pytest.raises(SettingsError, match="Raise --budget-minutes to at least 0.45"):
+        run.measure_and_plan(settings, ["a", "b"], parts, "digest")  # 18 s: measuring takes 20

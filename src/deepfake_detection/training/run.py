@@ -15,11 +15,13 @@ from deepfake_detection import multihost, tracking, views
 from deepfake_detection.access.client import require
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.degradations import suite
+from deepfake_detection.errors import SettingsError
 from deepfake_detection.registry import registered_name
 from deepfake_detection.training import record
 from deepfake_detection.training.budget import Budget
 from deepfake_detection.training.fit import OneMachine, distribution_strategy, final_fit, search_hyperparameters
 from deepfake_detection.training.plan import (
+    MIN_SHARE,
     format_plan,
     parse_plan,
     plan_epochs,
@@ -151,7 +153,21 @@ def measure_and_plan(
     more = {s.name: fits * s.epoch_seconds(train, valid) for s in speeds}
     first = {s.name: more[s.name] + fits * s.startup for s in speeds}
     steps = {s.name: fits * s.train_seconds(train) for s in speeds}
-    share = plan_share(first, steps, left, spent=spent + reserved, spent_on=spent_on)
+    try:
+        share = plan_share(first, steps, left, spent=spent + reserved, spent_on=spent_on)
+    except SettingsError as refused:
+        if job is None:  # a budget the user gave train: refused before anything trains
+            raise
+        # The default job on a machine too slow for its budget: the least training, then the rest
+        # of the job, over budget and saying so, rather than no result at all.
+        share = MIN_SHARE
+        left = sum(scaled(first, steps, share).values()) + 1e-6
+        print(
+            f"this machine is too slow for the job's {budget / 60:g} minutes: {refused}. The job trains the "
+            f"least it can (one epoch of each on {share:.0%} of the training set, {left:.0f} s) and runs over "
+            "its budget: expect weak models",
+            flush=True,
+        )
     first, more = scaled(first, steps, share), scaled(more, steps, share)
     epochs = plan_epochs(first, more, left, settings.epochs)
     seconds = planned_seconds(epochs, first, more)
