@@ -229,7 +229,7 @@ def _known_speeds(monkeypatch, clock: list[float]):
     monkeypatch.setattr(run_module.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(run_module.Search, "create", lambda name, *args, **kwargs: name)
     monkeypatch.setattr(run_module, "measure_speed", measured)
-    monkeypatch.setattr(run_module, "measure_degrading", lambda search, degradations: 0.001)
+    monkeypatch.setattr(run_module, "measure_degrading", lambda rows, settings, degradations: 0.001)
     return run_module
 
 

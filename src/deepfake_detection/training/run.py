@@ -138,9 +138,7 @@ def measure_and_plan(
     print(f"measured this machine's training speed in {measured:.0f} s ({100 * measured / budget:.0f} % of the budget)")
     spent, reserved, spent_on = measured, 0.0, ""
     if job is not None:
-        reserved = after_training_seconds(
-            settings, speeds, parts, job, Search.create(names[0], settings, parts, digest)
-        )
+        reserved = after_training_seconds(settings, speeds, parts, job)
         spent = time.perf_counter() - job.started
         spent_on = f"the {spent:.0f} s the job spent and the {reserved:.0f} s it keeps for after training"
         print(
@@ -176,16 +174,16 @@ def measure_and_plan(
     return Plan(epochs, "measured", clock, speeds, seconds, shares, reserved)
 
 
-def after_training_seconds(settings: TrainSettings, speeds: list, parts: dict, job: Job, search: Search) -> float:
+def after_training_seconds(settings: TrainSettings, speeds: list, parts: dict, job: Job) -> float:
     """The estimate of what a job does after training, on this machine: for each architecture,
     scoring valid and test clean (twice: calibration, then with the suite) and under each
     degradation, and ``job.splits_after``, saving and registering it (``Speed.after_fit_seconds``);
     degrading and decoding valid and test once (the suite's images are kept between
-    architectures), timed on a sample (``search``: any of the run's)."""
+    architectures), timed on a sample of valid."""
     degradations = suite(settings.degradations)
     scored = len(parts["valid"]) + len(parts["test"])
     images = scored * (2 + len(degradations)) + sum(len(parts[split]) for split in job.splits_after)
-    degrading = scored * len(degradations) * measure_degrading(search, degradations)
+    degrading = scored * len(degradations) * measure_degrading(parts["valid"], settings, degradations)
     return degrading + sum(s.after_fit_seconds(images) for s in speeds)
 
 

@@ -100,20 +100,20 @@ def measure_speed(search: Search) -> Speed:
 DEGRADE_SAMPLE = 64  # valid images degraded to time the suite
 
 
-def measure_degrading(search: Search, degradations: tuple) -> float:
+def measure_degrading(valid_rows, settings, degradations: tuple) -> float:
     """Seconds to degrade, re-encode and decode one image under one degradation, as the scoring
-    after each fit does: the first :data:`DEGRADE_SAMPLE` valid images under every one of
-    ``degradations`` (0 without any)."""
+    after each fit does: the first :data:`DEGRADE_SAMPLE` of ``valid_rows`` under every one of
+    ``degradations`` (0 without any), at ``settings``' image size and seed."""
     from deepfake_detection.model import DeepfakeDetector, DetectorConfig
     from deepfake_detection.robustness import prepare_degraded
 
     if not degradations:
         return 0.0
-    detector = DeepfakeDetector.of(None, DetectorConfig(search.name, search.settings.image_size, 0.5))
-    blobs = [Path(f).read_bytes() for f in search.parts["valid"]["file"].head(DEGRADE_SAMPLE)]
+    detector = DeepfakeDetector.of(None, DetectorConfig("timing", settings.image_size, 0.5))
+    blobs = [Path(f).read_bytes() for f in valid_rows["file"].head(DEGRADE_SAMPLE)]
     started = time.perf_counter()
     for degradation in degradations:
-        prepare_degraded(detector, blobs, [""] * len(blobs), degradation, search.settings.seed)
+        prepare_degraded(detector, blobs, [""] * len(blobs), degradation, settings.seed)
     return (time.perf_counter() - started) / (len(blobs) * len(degradations))
 
 
