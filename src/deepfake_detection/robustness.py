@@ -121,17 +121,17 @@ def score(
     p_fake: dict[str, list[np.ndarray]] = {name: [] for name in conditions}
     errors: dict[str, list[str]] = {name: [] for name in conditions}
     for start in tqdm(range(0, len(read), CHUNK_FILES), desc=f"robustness {label}".strip(), unit="chunk"):
-        chunk, usable = read[start : start + CHUNK_FILES], None
+        chunk, blobs, usable = read[start : start + CHUNK_FILES], None, None
         clean = inputs.get((start, size, CLEAN))
         if clean is None:
             blobs, read_errors = _read_all(chunk)
             clean = inputs.put((start, size, CLEAN), detector.prepare(blobs, read_errors))  # the model's checks
-            usable = [None if clean.errors[i] else blob for i, blob in enumerate(blobs)]
         for name, degradation in conditions.items():
             prepared = clean if degradation is None else inputs.get((start, size, name, seed))
             if prepared is None:
-                if usable is None:  # the checked images were kept, not their bytes
-                    usable = [None if clean.errors[i] else blob for i, blob in enumerate(_read_all(chunk)[0])]
+                if usable is None:  # the bytes the model's checks accepted (read again if only pixels were kept)
+                    blobs = blobs if blobs is not None else _read_all(chunk)[0]
+                    usable = [None if clean.errors[i] else blob for i, blob in enumerate(blobs)]
                 prepared = prepare_degraded(detector, usable, clean.errors, degradation, seed)
                 inputs.put((start, size, name, seed), prepared)
             rows = detector.score_prepared(prepared, batch_size=batch_size)
