@@ -150,6 +150,7 @@ def test_a_measured_plan_trains_the_same_models_as_the_same_plan_pinned(bench_da
     rows = dict(zip(speeds["columns"], zip(*speeds["data"])))
     assert rows["name"] == ("custom_c", "spectrum")
     assert all(s > 0 for s in rows["train_step"]) and rows["epochs"] == (1, 1)
+    assert all(s > 0 for s in rows["score_row"])  # the scoring passes after each fit, timed too
     pinned = run_training(
         replace(settings, budget_minutes=0, plan="custom_c=1,spectrum=1", work_dir=str(tmp_path / "p"))
     )
@@ -216,15 +217,16 @@ def test_a_budget_short_of_one_epoch_trains_each_epoch_on_a_share_and_prints_how
     assert result.version == "1"
 
 
-def _known_speeds(monkeypatch, clock: list[float]):
+def _known_speeds(monkeypatch, clock: list[float], score_row: float = 0.0):
     """measure_and_plan on known speeds: every architecture measures in 10 s of a fake clock, one
     epoch of 64 training images (4 batches) costs 4 x 1 + 1 x 0.5 (valid) + 2 x 0.25 (saves) = 5 s,
-    scoring an image 0.5 / 16 s, degrading one 1 ms."""
+    scoring an image ``score_row`` s (unmeasured: 0.5 / 16 s, the validation steps' rate),
+    degrading one 1 ms."""
     from deepfake_detection.training import run as run_module
 
     def measured(search):
         clock[0] += 10.0
-        return Speed(search, train_step=1.0, valid_step=0.5, save=0.25, startup=2.0, batch_size=16)
+        return Speed(search, 1.0, valid_step=0.5, save=0.25, startup=2.0, batch_size=16, score_row=score_row)
 
     monkeypatch.setattr(run_module.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(run_module.Search, "create", lambda name, *args, **kwargs: name)
@@ -239,21 +241,22 @@ def test_a_jobs_budget_keeps_what_follows_training_out_of_training(monkeypatch, 
     from deepfake_detection.config import TrainSettings
 
     clock = [100.0]
-    run = _known_speeds(monkeypatch, clock)
+    run = _known_speeds(monkeypatch, clock, score_row=1 / 64)  # scoring passes twice the validation rate
     parts = {"train": pd.DataFrame(index=range(64)), "valid": pd.DataFrame(index=range(16))}
     parts["test"] = pd.DataFrame(index=range(16))
     settings = TrainSettings(arch="a,b", budget_minutes=2, tuner="none", epochs=20, degradations="standard")
     job = run.Job(120.0, started=70.0, splits_after=("train", "valid", "test"))  # 30 s spent: the dataset
     plan = run.measure_and_plan(settings, ["a", "b"], parts, "digest", job)
     # after each fit: scoring (valid + test) x (2 + 11 degradations) + 96 images of compare
-    # = 512 images x 0.5 / 16 s = 16 s, 4 saves x 0.25 s and the start-up, 2 s: 19 s each;
+    # = 512 images x 1 / 64 s = 8 s, 4 saves x 0.25 s and the start-up, 2 s: 11 s each;
     # degrading valid and test once under the 11: 32 x 11 x 1 ms
-    assert plan.reserved == pytest.approx(2 * 19 + 32 * 11 * 0.001)
+    assert plan.reserved == pytest.approx(2 * 11 + 32 * 11 * 0.001)
     left = 120 - 30 - 20 - plan.reserved  # the job's, less the dataset, measuring and the reserve
     assert plan.budget.left() == pytest.approx(left)
-    assert sum(plan.seconds.values()) <= left and plan.epochs == {"a": 3, "b": 2}  # 7 s first, 5 s more
+    assert sum(plan.seconds.values()) <= left and plan.epochs == {"a": 4, "b": 4}  # 7 s first, 5 s more
     out = capsys.readouterr().out
-    assert "keeps an estimated 38 s for what follows training" in out and "32 s are left to train" in out
+    assert "measured a: 16 training images/s, 64 scored images/s" in out
+    assert "keeps an estimated 22 s for what follows training" in out and "48 s are left to train" in out
     plan.describe(settings, parts["train"])  # names the job's budget
     assert "for the job's 2-minute budget" in plan.describe(settings, parts["train"])
 

@@ -133,7 +133,12 @@ def measure_and_plan(
     speeds = []
     for name in names:
         speeds.append(measure_speed(Search.create(name, settings, parts, digest)))
-        print(f"measured {name}: {speeds[-1].images_per_second():.0f} training images/s", flush=True)
+        speed = speeds[-1]
+        print(
+            f"measured {name}: {speed.images_per_second():.0f} training images/s, "
+            f"{speed.scored_per_second():.0f} scored images/s",
+            flush=True,
+        )
     measured = time.perf_counter() - started
     print(f"measured this machine's training speed in {measured:.0f} s ({100 * measured / budget:.0f} % of the budget)")
     spent, reserved, spent_on = measured, 0.0, ""

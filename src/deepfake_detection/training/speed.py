@@ -13,6 +13,7 @@ import keras
 import keras_tuner as kt
 
 from deepfake_detection.data.pipeline import Augment
+from deepfake_detection.robustness import scoring_batch
 from deepfake_detection.training.plan import steps_per_epoch
 from deepfake_detection.training.study import Search
 
@@ -32,6 +33,7 @@ class Speed:
     save: float  # seconds to save the model once (the fit checkpoints every epoch)
     startup: float  # seconds a fit spends before its steps run at their rate (tracing, first decode)
     batch_size: int
+    score_row: float = 0.0  # seconds per image scored in the scoring passes after a fit (0: unmeasured)
 
     def epoch_seconds(self, train_images: int, valid_images: int) -> float:
         """One epoch: the training batches, the validation pass and two saves (best model, backup)."""
@@ -48,10 +50,14 @@ class Speed:
     def images_per_second(self) -> float:
         return self.batch_size / self.train_step
 
+    def scored_per_second(self) -> float:
+        """Images scored per second in the scoring passes after a fit (where unmeasured, at the
+        validation steps' rate: scoring passes are larger, so at least that)."""
+        return 1 / (self.score_row or self.valid_step / self.batch_size)
+
     def predict_seconds(self, images: int) -> float:
-        """Scoring ``images``: a forward pass each, at the validation steps' rate (scoring passes
-        are larger, so at most this)."""
-        return images * self.valid_step / self.batch_size
+        """Scoring ``images``: a forward pass each, in scoring passes."""
+        return images / self.scored_per_second()
 
     def after_fit_seconds(self, images: int) -> float:
         """What follows a fit on this machine: scoring ``images``, saving the model for the
@@ -77,7 +83,7 @@ def measure_speed(search: Search) -> Speed:
     hp.merge(search.fixed)
     started = time.perf_counter()
     model = search.architecture.build(hp)  # registers every default
-    augment = Augment(strength=hp.get("augment"))
+    augment = Augment(strength=hp.get("augment"), recipe=search.settings.augment_recipe)
     train = _dataset(search, "train", STEPS, augment)
     valid = _dataset(search, "valid", VALID_STEPS, None)
     clock = _EpochClock()
@@ -88,13 +94,32 @@ def measure_speed(search: Search) -> Speed:
     valid_steps = steps_per_epoch(
         min(len(search.parts["valid"]), VALID_STEPS * settings.batch_size), settings.batch_size
     )
+    score_row = _score_row_seconds(model, valid, scoring_batch(settings.batch_size, settings.image_size))
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         model.save(Path(folder, "model.keras"))
         save = time.perf_counter() - started
     keras.backend.clear_session()
     startup = max(0.0, fitted - 2 * (train_seconds + valid_seconds))
-    return Speed(search.name, train_step, valid_seconds / valid_steps, save, startup, settings.batch_size)
+    valid_step = valid_seconds / valid_steps
+    return Speed(search.name, train_step, valid_step, save, startup, settings.batch_size, score_row)
+
+
+def _score_row_seconds(model, valid, rows: int) -> float:
+    """Seconds per image of a scoring pass of ``rows`` images, as the scoring after each fit runs
+    them (``predict_on_batch``, :func:`robustness.scoring_batch` rows): the median of three
+    passes after one that traces, on ``valid``'s images repeated up to ``rows``."""
+    import numpy as np
+
+    pixels = np.concatenate([x for x, _ in valid.as_numpy_iterator()])
+    batch = np.resize(pixels, (rows, *pixels.shape[1:]))
+    model.predict_on_batch(batch)
+    passes = []
+    for _ in range(3):
+        started = time.perf_counter()
+        model.predict_on_batch(batch)
+        passes.append(time.perf_counter() - started)
+    return statistics.median(passes) / rows
 
 
 DEGRADE_SAMPLE = 64  # valid images degraded to time the suite
