@@ -29,7 +29,7 @@ from _report import Table, add_markdown_option, write_markdown
 from _workspace import bench_data, dataset_path, private_workspace, user_path
 
 BLOCKS = 8  # the spectrum is averaged over BLOCKS x BLOCKS blocks of frequencies
-CONDITIONS = "none,jpeg_q75,jpeg_q50,downscale_0.75x,downscale_0.5x,upscale_1.5x,blur_sigma0.5,blur_sigma1"
+CONDITIONS = "none,jpeg_q75,jpeg_q50,downscale_0.75x,downscale_0.5x,upscale_1.5x,blur_sigma0.5,blur_sigma1,crop_0.8"
 
 
 def residual_spectra(pixels: np.ndarray) -> np.ndarray:

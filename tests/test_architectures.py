@@ -26,7 +26,7 @@ DEFAULTS = {
     "densenet121": {"input": "npr", **COMMON},
     "custom_a": {"block_dropout": 0.2, "input": "npr", **COMMON},
     "custom_c": {"width": 32, "depth": 3, **COMMON},
-    "npr": {"width": 32, "stages": 3, **COMMON},
+    "npr": {"width": 32, "stages": 3, **COMMON, "augment": 0.75},
     "spectrum": {**COMMON, "learning_rate": 3e-2},
 }
 MIN_IMAGE_SIZE = {"vggface16": 32, "densenet121": 32, "custom_a": 32, "custom_c": 16, "npr": 16, "spectrum": 16}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deepfake_detection.data import augment as augmentation
 from deepfake_detection.data.pipeline import PREPROCESSING, Augment, load_manifest, make_dataset, preprocess, sample
 from deepfake_detection.errors import DatasetError
 
@@ -129,3 +130,74 @@ def test_a_streamed_split_is_reshuffled_every_epoch_and_complete(bench_dataset):
         )
         assert not np.array_equal(images, plain)
     assert not np.array_equal(epochs[0], epochs[1])
+
+
+def _photo_like(size: int = 64, seed: int = 0) -> np.ndarray:
+    """A smooth random picture with fine texture on top (float32, 0..255), a stand-in for a photo."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(40, 215, (size // 8, size // 8, 3))
+    smooth = np.kron(coarse, np.ones((8, 8, 1)))
+    return np.clip(smooth + rng.normal(0, 12, smooth.shape), 0, 255).round().astype(np.float32)
+
+
+def _suite_then_decode(picture: np.ndarray, name: str, size: int) -> np.ndarray:
+    """What evaluation scores: the suite's degradation of the file, decoded and resized by the model's decoding."""
+    import io
+
+    from PIL import Image
+
+    from deepfake_detection.data.pipeline import decode_bytes_and_resize
+    from deepfake_detection.degradations import BY_NAME, degrade
+
+    buffer = io.BytesIO()
+    Image.fromarray(picture.astype(np.uint8)).save(buffer, format="PNG")
+    return decode_bytes_and_resize(degrade(buffer.getvalue(), BY_NAME[name]), size).numpy()
+
+
+@pytest.mark.parametrize(
+    ("name", "train_step", "eight_bit"),
+    [
+        ("downscale_0.5x", lambda x: augmentation._scaled_down_and_back(x, 0.5, 64), False),
+        ("downscale_0.75x", lambda x: augmentation._scaled_down_and_back(x, 0.75, 64), False),
+        ("jpeg_q50", lambda x: augmentation._jpeg_again(x, (50, 50), tf.constant([1, 2])), True),
+        ("blur_sigma1", lambda x: augmentation._as_saved(augmentation._gaussian_blur(x, 1.0)), True),
+        ("crop_0.8", lambda x: augmentation._cropped_and_enlarged(x, 0.8, tf.constant([6 / 13, 6 / 13]), 64), False),
+    ],
+)
+def test_the_upload_recipes_steps_do_what_the_evaluation_suite_does(name, train_step, eight_bit):
+    """Training sees what evaluation scores: each step of the upload recipe, in the graph, gives the
+    pixels the standard suite's degradation (Pillow, a re-encoded file, the model's decoding) gives,
+    to within a grey level and a half on average (resampling kernels and JPEG coders differ
+    slightly; the crop placed where the suite's centre crop lies: 6 of the 13 pixels left)."""
+    picture = _photo_like()
+    trained_on = train_step(tf.constant(picture)).numpy()
+    scored = _suite_then_decode(picture, name, 64)
+    assert np.abs(trained_on - scored).mean() < 1.5
+    assert np.abs(trained_on - picture).mean() > 3.0  # and the step did change the picture
+    if eight_bit:  # what a file saved after the step holds; a resized one is decoded and resized again
+        np.testing.assert_array_equal(trained_on, np.round(trained_on))
+
+
+def test_a_half_scale_removes_a_two_pixel_trace_from_training_images_as_from_scored_ones():
+    """Why 0.5x is the hard case: a period-2 checkerboard, the trace of a 2x up-sampling decoder,
+    is averaged away by the antialiased half-scale, in training as in the suite."""
+    checker = np.indices((64, 64)).sum(axis=0) % 2 * 40.0 + 100.0
+    picture = np.repeat(checker[..., None], 3, axis=2).astype(np.float32)
+    trained_on = augmentation._scaled_down_and_back(tf.constant(picture), 0.5, 64).numpy()
+    assert picture.std() == pytest.approx(20.0)
+    assert trained_on.std() < 1.0 and _suite_then_decode(picture, "downscale_0.5x", 64).std() < 1.0
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.5, 1.0])
+def test_the_upload_recipe_degrades_a_strength_share_of_images_one_step_each(strength):
+    picture = tf.constant(_photo_like(32))
+    augment = Augment(strength=strength, flip=False, recipe="upload")
+    outputs = [augmentation.augment_image(picture, tf.constant([7, i]), augment, 32).numpy() for i in range(120)]
+    changed = np.array([np.abs(out - picture.numpy()).max() > 0 for out in outputs])
+    # at strength 1 every image is degraded, though the mildest draws may leave some pixels as they were
+    low, high = {0.0: (0, 0), 0.5: (0.35, 0.65), 1.0: (0.97, 1)}[strength]
+    assert low <= changed.mean() <= high
+    for out in outputs:
+        assert out.shape == (32, 32, 3) and out.min() >= 0 and out.max() <= 255
+    again = augmentation.augment_image(picture, tf.constant([7, 3]), augment, 32).numpy()
+    np.testing.assert_array_equal(again, outputs[3])  # seeded

@@ -42,6 +42,7 @@ class TrainSettings:
     seed: int = 42
     patience: int = 3  # early stopping on val_auc
     augment: float = -1.0  # training augmentation strength (JPEG, blur, rescale, flip); -1 = searched by the tuner
+    augment_recipe: str = "upload"  # upload: one degradation at a time; chain: the earlier steps in a row
     degradations: str = "standard"  # valid and test also scored under this suite (the election weighs valid's); none
     distribute: str = "none"  # none | mirrored (this machine's GPUs) | multi-host (processes on JAX, below)
     coordinator: str = ""  # multi-host: process 0's HOST:PORT (required there)

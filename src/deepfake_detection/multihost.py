@@ -9,10 +9,9 @@ own shard of the training and validation files through the same tf.data pipeline
 every process ends with the same weights. Process 0 alone evaluates, logs to MLflow and registers;
 the others log nothing and exit 0 when it says it is done.
 
-Faults: a process that cannot reach the coordinator gives up after ``distribute_timeout``
-seconds; a process that dies is declared dead by the others after :data:`HEARTBEAT_SECONDS`
-(a fit in progress fails at once, on the closed connection), and process 0 then stops without
-registering anything. Settings the processes disagree on are refused before any run opens.
+Faults: a process that cannot reach the coordinator gives up after ``distribute_timeout`` seconds;
+a process that dies is declared dead by the others after :data:`HEARTBEAT_SECONDS` (a fit in progress
+fails at once, on the closed connection), and process 0 then stops without registering anything.
 """
 
 from __future__ import annotations
@@ -31,8 +30,8 @@ from deepfake_detection.errors import DistributedError, SettingsError
 HEARTBEAT_SECONDS = 30  # a process silent this long is declared dead by the coordinator
 LEAVE_GRACE_SECONDS = 2.0  # process 0 outlives the others' disconnection by this much (_wait_until_alone)
 FAILED_WAIT_SECONDS = 5.0  # after a failed fit, how long process 0 waits for the others to leave
-# Settings that must agree across the processes (the dataset is compared by its digest: each
-# machine may keep its copy at another path; the working folder and cache budget are local).
+# Settings that must agree across the processes, refused before any run opens where they do not (the
+# dataset is compared by its digest, as each machine keeps its copy; work folder, cache budget local).
 SHARED_SETTINGS = (
     "arch",
     "image_size",
@@ -47,6 +46,7 @@ SHARED_SETTINGS = (
     "seed",
     "patience",
     "augment",
+    "augment_recipe",
     "num_processes",
 )
 

@@ -247,6 +247,9 @@ class NPR(Architecture):
     last to learn when the two were tried side by side."""
 
     name = "npr"
+    # Three images in four degraded as uploads are (the upload recipe): against 0.5, the worst
+    # degraded test ROC-AUC 0.772 against 0.747, clean the same (BENCHMARKS §4).
+    augment = 0.75
     seconds_per_kimage = 6.0
     inputs = ("npr",)
     embedding_dim = 512

@@ -155,8 +155,15 @@ def train_options(
             "--augment",
             type=click.FloatRange(-1, 1),
             default=TRAIN.augment,
-            help="Augmentation strength (JPEG re-compression, blur, rescale; 0 = flips only); "
+            help="Augmentation strength (the share of images degraded; 0 = flips only); "
             "-1 = searched by the tuner in 0..1.",
+        ),
+        click.option(
+            "--augment-recipe",
+            type=click.Choice(["upload", "paired", "chain"]),
+            default=TRAIN.augment_recipe,
+            help="upload: one JPEG, down-scale or blur per degraded image, as uploads get; paired: the same "
+            "draw for a real and a fake image; chain: the earlier blur, rescale and JPEG steps in a row.",
         ),
         click.option(
             "--degradations",

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from deepfake_detection.config import TrainSettings
+from deepfake_detection.data.augment import Augment, augment_image
 from deepfake_detection.data.sources import LABELS
 from deepfake_detection.data.writer import MANIFEST
 from deepfake_detection.errors import DatasetError
@@ -70,30 +71,6 @@ def plan_input(
     if cache:
         return InputPlan(images, decoded, True, False, images)
     return InputPlan(images, decoded, False, True, min(images, shuffle_buffer))
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Random training-time augmentation; each step applies to an image with ``probability``.
-
-    ``strength`` in [0, 1] scales all of them (0 = off), so a tuner can search one number.
-    """
-
-    strength: float = 0.5
-    flip: bool = True
-    probability: float = 0.5
-
-    @property
-    def jpeg_quality(self) -> tuple[int, int]:
-        return int(round(95 - 60 * self.strength)), 95
-
-    @property
-    def max_blur_sigma(self) -> float:
-        return 1.5 * self.strength
-
-    @property
-    def min_scale(self) -> float:
-        return 1.0 - 0.5 * self.strength
 
 
 def load_manifest(root: Path | str, split: str | None = None) -> pd.DataFrame:
@@ -160,54 +137,6 @@ def preprocess(images, mode: str):
     raise ValueError(f"unknown preprocessing {mode!r}; choose from {PREPROCESSING}")
 
 
-def _gaussian_blur(image, sigma):
-    import tensorflow as tf
-
-    radius = 3
-    x = tf.range(-radius, radius + 1, dtype=tf.float32)
-    kernel = tf.exp(-(x**2) / (2.0 * tf.maximum(sigma, 1e-3) ** 2))
-    kernel = kernel / tf.reduce_sum(kernel)
-    kernel_2d = kernel[:, None] * kernel[None, :]
-    kernel_4d = tf.tile(kernel_2d[:, :, None, None], [1, 1, 3, 1])
-    padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-    return tf.nn.depthwise_conv2d(padded, kernel_4d, [1, 1, 1, 1], "VALID")[0]
-
-
-def augment_image(image, seed, augment: Augment, image_size: int):
-    """One random augmentation of a float32 [0, 255] image, keyed by a stateless ``seed`` pair."""
-    import tensorflow as tf
-
-    seeds = tf.random.experimental.stateless_split(seed, num=8)
-
-    def maybe(index, function, value):
-        apply = tf.random.stateless_uniform([], seeds[index]) < augment.probability
-        return tf.cond(apply, lambda: function(value), lambda: value)
-
-    if augment.flip:
-        image = tf.image.stateless_random_flip_left_right(image, seeds[0])
-    if augment.strength <= 0:
-        return image
-    sigma = tf.random.stateless_uniform([], seeds[1], 0.2, 0.2 + augment.max_blur_sigma)
-    image = maybe(2, lambda x: _gaussian_blur(x, sigma), image)
-    scale = tf.random.stateless_uniform([], seeds[3], augment.min_scale, 1.0)
-    small = tf.cast(tf.round(scale * image_size), tf.int32)
-
-    def rescale(x):
-        x = tf.image.resize(x, tf.stack([small, small]), method="bilinear", antialias=True)
-        return tf.image.resize(x, (image_size, image_size), method="bilinear")
-
-    image = maybe(4, rescale, image)
-    low, high = augment.jpeg_quality
-
-    def recompress(x):
-        x = tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
-        x = tf.image.stateless_random_jpeg_quality(x, low, high + 1, seeds[5])
-        return tf.cast(x, tf.float32)
-
-    image = maybe(6, recompress, image)
-    return tf.ensure_shape(image, (image_size, image_size, 3))
-
-
 def decode_and_resize(path, image_size: int):
     """Read one file (JPEG/PNG/BMP/GIF) as float32 RGB in [0, 255], resized to a square."""
     import tensorflow as tf
@@ -233,6 +162,43 @@ def decode_bytes_and_resize(data, image_size: int):
         default=lambda: tf.image.resize(image, size, method="bilinear"),
     )
     return tf.ensure_shape(image, (image_size, image_size, 3))
+
+
+def _decoded(rows: pd.DataFrame, plan: InputPlan, image_size: int, seed: int):
+    """(pixels, label) of ``rows``, decoded, cached or streamed and shuffled as ``plan`` says."""
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    labels = rows["label"].map(LABELS).to_numpy(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((rows["file"].to_numpy(), labels))
+    if plan.cache:
+        dataset = dataset.map(lambda p, y: (decode_and_resize(p, image_size), y), num_parallel_calls=autotune)
+        dataset = dataset.cache()
+        if plan.shuffle_buffer:
+            dataset = dataset.shuffle(plan.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        return dataset
+    if plan.shuffle_files:  # file names only: cheap whatever the split's size
+        dataset = dataset.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=autotune)
+    if plan.shuffle_buffer:  # a bounded buffer of encoded files
+        dataset = dataset.shuffle(plan.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+    return dataset.map(lambda data, y: (decode_bytes_and_resize(data, image_size), y), num_parallel_calls=autotune)
+
+
+def _paired(rows: pd.DataFrame, plan: InputPlan, image_size: int, augment: Augment, seed: int):
+    """The ``paired`` recipe: a real image and a fake one, each drawn from its shuffled class, go
+    through the *same* upload degradation (or both stay clean), then follow each other in the
+    stream; an epoch holds as many pairs as the smaller class has images."""
+    import tensorflow as tf
+
+    real, fake = (_decoded(rows[rows["label"] == name], plan, image_size, seed + i) for i, name in enumerate(LABELS))
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def degrade_pair(a, b, s):
+        pair = (augment_image(a[0], s, augment, image_size), augment_image(b[0], s, augment, image_size))
+        return tf.data.Dataset.from_tensor_slices((tf.stack(pair), tf.stack([a[1], b[1]])))
+
+    return tf.data.Dataset.zip((real, fake, seeds)).flat_map(degrade_pair)
 
 
 def make_dataset(
@@ -272,29 +238,17 @@ def make_dataset(
     rows = manifest if manifest is not None else load_manifest(root, split)
     rows = sample(rows, num_samples, seed)
     plan = plan_input(len(rows), image_size, shuffle=shuffle, cache_budget_mb=cache_budget_mb, cache=cache)
-    labels = rows["label"].map(LABELS).to_numpy(np.float32)
     autotune = tf.data.AUTOTUNE
-    dataset = tf.data.Dataset.from_tensor_slices((rows["file"].to_numpy(), labels))
-    if plan.cache:
-        dataset = dataset.map(lambda p, y: (decode_and_resize(p, image_size), y), num_parallel_calls=autotune)
-        dataset = dataset.cache()
-        if plan.shuffle_buffer:
-            dataset = dataset.shuffle(plan.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if augment is not None and augment.recipe == "paired":
+        dataset = _paired(rows, plan, image_size, augment, seed)
     else:
-        if plan.shuffle_files:  # file names only: cheap whatever the split's size
-            dataset = dataset.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=autotune)
-        if plan.shuffle_buffer:  # a bounded buffer of encoded files
-            dataset = dataset.shuffle(plan.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-        dataset = dataset.map(
-            lambda data, y: (decode_bytes_and_resize(data, image_size), y), num_parallel_calls=autotune
-        )
-    if augment is not None:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda item, s: (augment_image(item[0], s, augment, image_size), item[1]),
-            num_parallel_calls=autotune,
-        )
+        dataset = _decoded(rows, plan, image_size, seed)
+        if augment is not None:
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+                lambda item, s: (augment_image(item[0], s, augment, image_size), item[1]),
+                num_parallel_calls=autotune,
+            )
     dataset = dataset.batch(batch_size)
     if preprocessing != "raw":
         dataset = dataset.map(lambda x, y: (preprocess(x, preprocessing), y), num_parallel_calls=autotune)

@@ -59,6 +59,7 @@ STUDY_KEYS = (
     "image_size",
     "seed",
     "augment",
+    "augment_recipe",
     "tuner",
     "epochs",
     "batch_size",
@@ -162,7 +163,7 @@ class Search:
 
     def train_data(self, strength: float):
         """The training split, shuffled and augmented with ``strength``."""
-        return self.data("train", Augment(strength=strength), shuffle=True)
+        return self.data("train", Augment(strength=strength, recipe=self.settings.augment_recipe), shuffle=True)
 
     def tuner(self, strategy=None, parent_run_id: str | None = None, tags: dict | None = None) -> kt.Tuner:
         """The keras-tuner search, resumed from ``run_dir`` when it exists."""
