@@ -116,16 +116,19 @@ def test_plan_names_every_architecture_trained_with_whole_epochs():
 def test_the_budget_clock_runs_only_while_charging_and_holds_each_share(monkeypatch):
     now = [0.0]
     monkeypatch.setattr(budget_module.time, "perf_counter", lambda: now[0])
-    clock = Budget(100.0, {"a": 30.0, "b": 50.0}, spent_before=10.0)  # shares end at 40 s and 90 s
-    assert clock.ends == {"a": 40.0, "b": 90.0}
+    # the plan leaves 10 of the 100 s unused: each share ends that much later than the plan's
+    # cumulative seconds (40 s and 90 s), so an under-estimated fit may use it; a full plan moves nothing
+    clock = Budget(100.0, {"a": 30.0, "b": 50.0}, spent_before=10.0)
+    assert clock.ends == {"a": 50.0, "b": 100.0}
+    assert Budget(100.0, {"a": 30.0, "b": 60.0}, spent_before=10.0).ends == {"a": 40.0, "b": 100.0}
     with clock.charging():
         now[0] = 20.0
         assert clock.spent() == 30.0
     now[0] = 500.0  # evaluation, registration: not charged
     assert clock.spent() == 30.0 and clock.left() == 70.0
     slack = TOLERANCE * 100
-    assert not clock.overruns("a", 40 + slack - 30 - 0.5)
-    assert clock.overruns("a", 40 + slack - 30 + 0.5)
+    assert not clock.overruns("a", 50 + slack - 30 - 0.5)
+    assert clock.overruns("a", 50 + slack - 30 + 0.5)
     assert not clock.overruns("b", 40)  # b's share ends later
     assert not clock.overruns("not planned", 1e9)
     assert not Budget().overruns("a", 1e9)  # no budget: never stops

@@ -23,16 +23,20 @@ class Budget:
 
     ``planned`` (architecture → planned seconds, in training order) gives each architecture the
     point on the clock its share ends at: the plan's cumulative seconds, after ``spent_before``
-    (the speed measurement). Time an architecture leaves unused goes to those after it; time it
-    overran is taken from them.
+    (the speed measurement), plus what the plan leaves of the budget unused (whole epochs and the
+    epoch cap rarely fill it): a fit the measurement under-estimated may use that slack, never
+    the time planned for the architectures after it. Time an architecture leaves unused goes to
+    those after it; time it overran is taken from them.
     """
 
     def __init__(self, seconds: float = 0.0, planned: dict[str, float] | None = None, spent_before: float = 0.0):
         self.seconds = seconds
         self._spent = spent_before
         self._since: float | None = None
-        cumulative = itertools.accumulate((planned or {}).values(), initial=spent_before)
-        self.ends = dict(zip(planned or {}, list(cumulative)[1:]))
+        planned = planned or {}
+        unused = max(0.0, seconds - spent_before - sum(planned.values()))
+        cumulative = itertools.accumulate(planned.values(), initial=spent_before + unused)
+        self.ends = dict(zip(planned, list(cumulative)[1:]))
 
     def __deepcopy__(self, memo):  # keras-tuner copies a trial's callbacks: they share the one clock
         return self
