@@ -173,6 +173,29 @@ def test_a_budget_too_small_is_refused_before_anything_trains(bench_dataset, tmp
     assert MlflowClient().search_registered_models("name='deepfake-spectrum'") == []
 
 
+def test_a_jobs_deadlines_leave_each_architecture_what_follows_it():
+    from deepfake_detection.training.run import Job, deadlines
+
+    # a 600 s job started at t = 100; plan: a 200 s then b 100 s of training; after a 50 s, after b 30 s
+    job = Job(600.0, started=100.0)
+    ends = deadlines(job, {"a": 200.0, "b": 100.0}, {"a": 50.0, "b": 30.0})
+    # a must end by 700 - (50 + 30) - 100 (b's training) = 520; b by 700 - 30 = 670
+    assert ends == {"a": pytest.approx(520.0), "b": pytest.approx(670.0)}
+
+
+def test_a_fit_past_its_jobs_deadline_stops_though_its_share_has_time(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(budget_module.time, "perf_counter", lambda: now[0])
+    clock = Budget(100.0, {"a": 30.0, "b": 60.0}, spent_before=10.0)
+    clock.deadlines = {"a": 1000.0, "b": 2000.0}
+    now[0] = 990.0  # the wall clock: scoring and registering between fits ran long
+    with clock.charging():
+        now[0] = 995.0  # 5 s of training charged: a's share (ends at 40 s) has plenty left
+        assert not clock.overruns("a", 4.0)
+        assert clock.overruns("a", 6.0)  # but another 6 s epoch would end past a's deadline
+        assert not clock.overruns("b", 6.0)
+
+
 @pytest.mark.train
 def test_a_fit_behind_its_plan_stops_at_an_epoch_boundary_and_says_so(bench_dataset, tmp_path, monkeypatch, capsys):
     # The machine "got busier": the measurement says one epoch costs a millisecond, so a

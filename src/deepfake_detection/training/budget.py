@@ -37,6 +37,9 @@ class Budget:
         unused = max(0.0, seconds - spent_before - sum(planned.values()))
         cumulative = itertools.accumulate(planned.values(), initial=spent_before + unused)
         self.ends = dict(zip(planned, list(cumulative)[1:]))
+        # A whole job's budget (main): the wall-clock moment (perf_counter) each architecture's
+        # training must end by, for the rest of the job to fit (run.deadlines); no tolerance.
+        self.deadlines: dict[str, float] = {}
 
     def __deepcopy__(self, memo):  # keras-tuner copies a trial's callbacks: they share the one clock
         return self
@@ -65,7 +68,8 @@ class Budget:
         """Whether one more epoch of ``name`` would end past its share by more than the tolerance."""
         if not self.enforced or name not in self.ends:
             return False
-        return self.spent() + next_epoch_seconds > self.ends[name] + TOLERANCE * self.seconds
+        late = name in self.deadlines and time.perf_counter() + next_epoch_seconds > self.deadlines[name]
+        return late or self.spent() + next_epoch_seconds > self.ends[name] + TOLERANCE * self.seconds
 
     def describe_left(self) -> str:
         if self.seconds <= 0:

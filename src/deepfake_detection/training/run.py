@@ -141,9 +141,10 @@ def measure_and_plan(
         )
     measured = time.perf_counter() - started
     print(f"measured this machine's training speed in {measured:.0f} s ({100 * measured / budget:.0f} % of the budget)")
-    spent, reserved, spent_on = measured, 0.0, ""
+    spent, reserved, spent_on, after = measured, 0.0, "", {}
     if job is not None:
-        reserved = after_training_seconds(settings, speeds, parts, job)
+        after = after_training_seconds(settings, speeds, parts, job)
+        reserved = sum(after.values())
         spent = time.perf_counter() - job.started
         spent_on = f"the {spent:.0f} s the job spent and the {reserved:.0f} s it keeps for after training"
         print(
@@ -176,20 +177,36 @@ def measure_and_plan(
     seconds = planned_seconds(epochs, first, more)
     shares = dict.fromkeys(names, share) if share < 1 else {}
     clock = Budget(left + measured, seconds, spent_before=measured)
+    if job is not None:
+        clock.deadlines = deadlines(job, seconds, after)
     return Plan(epochs, "measured", clock, speeds, seconds, shares, reserved)
 
 
-def after_training_seconds(settings: TrainSettings, speeds: list, parts: dict, job: Job) -> float:
-    """The estimate of what a job does after training, on this machine: for each architecture,
+def after_training_seconds(settings: TrainSettings, speeds: list, parts: dict, job: Job) -> dict[str, float]:
+    """The estimate of what a job does after each architecture's training, on this machine:
     scoring valid and test clean (twice: calibration, then with the suite) and under each
     degradation, and ``job.splits_after``, saving and registering it (``Speed.after_fit_seconds``);
-    degrading and decoding valid and test once (the suite's images are kept between
+    the first also degrades and decodes valid and test once (the suite's images are kept between
     architectures), timed on a sample of valid."""
     degradations = suite(settings.degradations)
     scored = len(parts["valid"]) + len(parts["test"])
     images = scored * (2 + len(degradations)) + sum(len(parts[split]) for split in job.splits_after)
     degrading = scored * len(degradations) * measure_degrading(parts["valid"], settings, degradations)
-    return degrading + sum(s.after_fit_seconds(images) for s in speeds)
+    after = {s.name: s.after_fit_seconds(images) for s in speeds}
+    return after | {speeds[0].name: after[speeds[0].name] + degrading}
+
+
+def deadlines(job: Job, planned: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """For each architecture (in training order), the moment (``time.perf_counter()``) its
+    training must end by so that what the plan gives those after it, and the estimate of what
+    follows each, still fit in the job's budget. Checked at every epoch boundary beside its share
+    of the training clock, it lets what ran longer than estimated between two fits (scoring,
+    registering) come out of the training after it, not out of the job's end."""
+    names = list(planned)
+    return {
+        name: job.started + job.seconds - sum(after[n] for n in names[i:]) - sum(planned[n] for n in names[i + 1 :])
+        for i, name in enumerate(names)
+    }
 
 
 def train_architecture(
