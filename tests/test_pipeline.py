@@ -201,3 +201,14 @@ def test_the_upload_recipe_degrades_a_strength_share_of_images_one_step_each(str
         assert out.shape == (32, 32, 3) and out.min() >= 0 and out.max() <= 255
     again = augmentation.augment_image(picture, tf.constant([7, 3]), augment, 32).numpy()
     np.testing.assert_array_equal(again, outputs[3])  # seeded
+
+
+def test_the_paired_recipe_feeds_a_real_and_a_fake_image_in_turn(bench_dataset):
+    manifest = load_manifest(bench_dataset, "train")
+    augment = Augment(strength=1.0, flip=False, recipe="paired")
+    images, labels = _collect(
+        make_dataset(bench_dataset, "train", image_size=32, batch_size=7, augment=augment, shuffle=True)
+    )
+    pairs = min((manifest["label"] == "real").sum(), (manifest["label"] == "fake").sum())
+    np.testing.assert_array_equal(labels, np.tile([0.0, 1.0], pairs))  # real = 0 then fake = 1, every pair
+    assert images.shape == (2 * pairs, 32, 32, 3) and images.min() >= 0 and images.max() <= 255
