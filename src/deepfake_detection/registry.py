@@ -98,8 +98,8 @@ def robust_score(scores: dict, robust: bool = True) -> float:
     ``robust`` and it is there, else the clean valid ROC-AUC. The mean of the two, neither alone:
     the worst case alone would prefer a detector that is mediocre everywhere (one that ignores
     the generator's fine trace loses little to blur) to one that is excellent clean and
-    somewhat weaker degraded; the clean score alone ignores that a 0.5x down-scale can take a
-    0.98 detector to 0.77."""
+    somewhat weaker degraded; the clean score alone ignores that an 80 % crop took a 0.997
+    detector to 0.726 (BENCHMARKS §4)."""
     clean = float(scores.get(VALID_SCORE, "-inf"))
     if robust and VALID_WORST in scores:
         return (clean + float(scores[VALID_WORST])) / 2

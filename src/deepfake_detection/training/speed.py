@@ -53,7 +53,8 @@ class Speed:
     def scored_per_second(self) -> float:
         """Images scored per second in the scoring passes after a fit (where unmeasured, at the
         validation steps' rate: scoring passes are larger, so at least that)."""
-        return 1 / (self.score_row or self.valid_step / self.batch_size)
+        seconds = self.score_row or self.valid_step / self.batch_size
+        return 1 / seconds if seconds else float("inf")
 
     def predict_seconds(self, images: int) -> float:
         """Scoring ``images``: a forward pass each, in scoring passes."""
@@ -65,7 +66,7 @@ class Speed:
         return self.predict_seconds(images) + SAVES_AFTER_FIT * self.save + self.startup
 
     def as_row(self) -> dict:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in asdict(self).items()}  # 4 digits
 
 
 def measure_speed(search: Search) -> Speed:
