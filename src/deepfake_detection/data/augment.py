@@ -15,7 +15,7 @@ class Augment:
     """Random training-time augmentation, as one number ``strength`` in [0, 1] (0 = flips only) so
     that a tuner can search it.
 
-    Two recipes:
+    Three recipes:
 
     * ``upload`` (the default): with probability ``strength`` an image goes through *one*
       degradation of the kind an upload suffers, drawn at random: JPEG re-compression at quality
