@@ -179,14 +179,15 @@ def test_bootstrap_roc_auc_matches_sklearn_on_every_resample():
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from deepfake_detection.evaluation import _roc_auc_rows, bootstrap_indices
+    from deepfake_detection.evaluation import bootstrap_indices
+    from deepfake_detection.row_metrics import roc_auc_rows
 
     y = np.array([0, 0, 0, 1, 1, 0, 1, 1, 1, 0])
     p = np.array([0.1, 0.4, 0.4, 0.4, 0.9, 0.2, 0.6, 0.5, 0.5, 0.7])  # with ties
     index = bootstrap_indices(y, 50, seed=3)
     assert (y[index].sum(axis=1) == y.sum()).all()  # stratified: the class counts are kept
     expected = [roc_auc_score(y[row], p[row]) for row in index]
-    np.testing.assert_allclose(_roc_auc_rows(y[index], p[index]), expected)
+    np.testing.assert_allclose(roc_auc_rows(y[index], p[index]), expected)
 
 
 def test_paired_difference_says_when_two_scorers_differ():
@@ -273,3 +274,36 @@ def test_bootstrap_in_chunks_keeps_every_resample_and_the_intervals(monkeypatch)
         assert abs(chunked[name].low - interval.low) < 0.01 and abs(chunked[name].high - interval.high) < 0.01, name
     difference = evaluation.paired_roc_auc_difference(y, p, np.roll(p, 1), seed=1)
     assert difference.low < difference.difference < difference.high
+
+
+def test_the_bootstraps_vectorised_metrics_are_the_point_estimates_row_by_row():
+    """AP (scikit-learn's), EER (the ROC curve's crossing of FNR = FPR, read off
+    ``sklearn.metrics.roc_curve``) and ECE of each resample, computed for all rows at once, equal
+    the per-row functions, on rows with and without tied scores."""
+    import numpy as np
+    from sklearn import metrics as skm
+
+    from deepfake_detection.row_metrics import average_precision_rows, curve_rows, ece_rows, eer_rows
+
+    def eer_from_the_roc_curve(y, p):
+        fpr, tpr, _ = skm.roc_curve(y, p, drop_intermediate=False)
+        gap = (1 - tpr) - fpr
+        b = int(np.argmax(gap <= 0))
+        if gap[b] == 0:
+            return fpr[b]
+        return fpr[b - 1] + gap[b - 1] / (gap[b - 1] - gap[b]) * (fpr[b] - fpr[b - 1])
+
+    rng = np.random.default_rng(3)
+    for tied in (False, True):
+        y = rng.integers(0, 2, (200, 25))
+        y[:, :2] = [0, 1]  # both classes in every row
+        p = rng.random((200, 25))
+        if tied:
+            p = np.round(p * 4) / 4  # five distinct scores: runs of ties, saturated ones among them
+        curve = curve_rows(y, p)
+        np.testing.assert_allclose(
+            average_precision_rows(*curve), [skm.average_precision_score(a, b) for a, b in zip(y, p)], atol=1e-12
+        )
+        np.testing.assert_allclose(eer_rows(*curve), [eer_from_the_roc_curve(a, b) for a, b in zip(y, p)], atol=1e-12)
+        np.testing.assert_allclose(ece_rows(y, p), [expected_calibration_error(a, b) for a, b in zip(y, p)], atol=1e-12)
+        assert [equal_error_rate(a, b) for a, b in zip(y[:5], p[:5])] == list(eer_rows(*curve_rows(y[:5], p[:5])))

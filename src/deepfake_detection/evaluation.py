@@ -10,8 +10,10 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import optimize, special
 from sklearn import metrics as skm
+
+from deepfake_detection import row_metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +47,12 @@ def is_degenerate(metrics: dict) -> bool:
 
 
 def equal_error_rate(y_true, p_fake) -> float:
-    """The rate where the false-positive and false-negative rates are equal: where the DET curve
-    (``sklearn.metrics.det_curve``, with its two end points added) crosses FNR = FPR, interpolated
-    linearly between the thresholds on either side."""
-    fpr, fnr, _ = skm.det_curve(y_true, p_fake)
-    fpr, fnr = np.r_[1.0, fpr, 0.0], np.r_[0.0, fnr, 1.0]  # accept all … reject all
-    gap = fnr - fpr  # rises from -1 to 1 as the threshold rises
-    b = int(np.argmax(gap >= 0))
-    if gap[b] == 0:
-        return float(fpr[b])
-    t = -gap[b - 1] / (gap[b] - gap[b - 1])
-    return float(fpr[b - 1] + t * (fpr[b] - fpr[b - 1]))
+    """The rate where the false-positive and false-negative rates are equal: where the ROC curve
+    (one point per distinct score, a run of tied scores one straight step, from accepting nothing
+    to accepting all) crosses FNR = FPR, interpolated linearly along the step that crosses it.
+    The same function, row by row, gives its bootstrap interval (:func:`row_metrics.eer_rows`)."""
+    curve = row_metrics.curve_rows(np.asarray(y_true, dtype=int)[None], np.asarray(p_fake, dtype=float)[None])
+    return float(row_metrics.eer_rows(*curve)[0])
 
 
 @dataclass(frozen=True)
@@ -210,15 +207,6 @@ def bootstrap_index_chunks(y_true, n_resamples: int = 1000, seed: int = 0):
         yield _stratified(y_true, min(per_chunk, n_resamples - start), rng)
 
 
-def _roc_auc_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """ROC-AUC of each row (Mann-Whitney U from mid-ranks, ties counted half), vectorised."""
-    ranks = stats.rankdata(p, axis=1)
-    positives = y.sum(axis=1)
-    negatives = y.shape[1] - positives
-    u = (ranks * y).sum(axis=1) - positives * (positives + 1) / 2
-    return u / (positives * negatives)
-
-
 @dataclass(frozen=True)
 class Interval:
     low: float
@@ -249,6 +237,7 @@ def bootstrap_intervals(
 def _resampled_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
     """Each metric of each resample (one row of ``y`` and ``p`` per resample)."""
     predicted = p >= threshold
+    curve = row_metrics.curve_rows(y, p)
     tp = (predicted & (y == 1)).sum(axis=1)
     fp = (predicted & (y == 0)).sum(axis=1)
     fn = (~predicted & (y == 1)).sum(axis=1)
@@ -261,10 +250,10 @@ def _resampled_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[s
         "precision": precision,
         "recall": recall,
         "f1": f1,
-        "roc_auc": _roc_auc_rows(y, p),
-        "average_precision": np.array([skm.average_precision_score(a, b) for a, b in zip(y, p)]),
-        "eer": np.array([equal_error_rate(a, b) for a, b in zip(y, p)]),
-        "ece": np.array([expected_calibration_error(a, b) for a, b in zip(y, p)]),
+        "roc_auc": row_metrics.roc_auc_rows(y, p),
+        "average_precision": row_metrics.average_precision_rows(*curve),
+        "eer": row_metrics.eer_rows(*curve),
+        "ece": row_metrics.ece_rows(y, p),
         "real_accuracy": (~predicted & (y == 0)).sum(axis=1) / np.maximum((y == 0).sum(axis=1), 1),
         "fake_accuracy": recall,
     }
@@ -288,7 +277,9 @@ def roc_auc_interval(y_true, p_fake, *, n_resamples: int = 1000, level: float = 
     """The ROC-AUC's percentile interval alone, over the same stratified resamples as
     :func:`bootstrap_intervals` (vectorised: milliseconds where the full set takes seconds)."""
     y_true, p_fake = np.asarray(y_true).astype(int), np.asarray(p_fake, dtype=float)
-    samples = [_roc_auc_rows(y_true[i], p_fake[i]) for i in bootstrap_index_chunks(y_true, n_resamples, seed)]
+    samples = [
+        row_metrics.roc_auc_rows(y_true[i], p_fake[i]) for i in bootstrap_index_chunks(y_true, n_resamples, seed)
+    ]
     return Interval.percentile(np.concatenate(samples), level)
 
 
@@ -303,7 +294,7 @@ def mean_roc_auc_interval(
     point = float(np.mean([skm.roc_auc_score(y_true, p) for p in scores]))
     means = np.concatenate(
         [
-            np.mean([_roc_auc_rows(y_true[i], p[i]) for p in scores], axis=0)
+            np.mean([row_metrics.roc_auc_rows(y_true[i], p[i]) for p in scores], axis=0)
             for i in bootstrap_index_chunks(y_true, n_resamples, seed)
         ]
     )
@@ -332,7 +323,7 @@ def paired_roc_auc_difference(
     p_a, p_b = np.asarray(p_a, dtype=float), np.asarray(p_b, dtype=float)
     differences = np.concatenate(
         [
-            _roc_auc_rows(y_true[i], p_a[i]) - _roc_auc_rows(y_true[i], p_b[i])
+            row_metrics.roc_auc_rows(y_true[i], p_a[i]) - row_metrics.roc_auc_rows(y_true[i], p_b[i])
             for i in bootstrap_index_chunks(y_true, n_resamples, seed)
         ]
     )
