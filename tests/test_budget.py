@@ -4,6 +4,7 @@ training) the measured plan, the refusal before anything trains and a fit stoppe
 from __future__ import annotations
 
 import re
+import types
 from dataclasses import replace
 
 import mlflow
@@ -321,3 +322,46 @@ def test_a_train_budget_that_leaves_nothing_to_train_is_refused(monkeypatch):
     settings = TrainSettings(arch="a,b", budget_minutes=0.3, tuner="none", degradations="standard")
     with pytest.raises(SettingsError, match="Raise --budget-minutes to at least 0.45"):
         run.measure_and_plan(settings, ["a", "b"], parts, "digest")  # 18 s: measuring takes 20
+
+
+@pytest.mark.train
+def test_a_fit_slower_than_planned_is_replanned_to_fewer_epochs_and_its_learning_rate_still_anneals(
+    monkeypatch, capsys
+):
+    """Epochs of 10 s on the clock where the plan gave 20 of them 100 s (+ the 10 % tolerance):
+    after the second epoch the fit is re-planned to the 11 that fit, its cosine schedule ends
+    there (the learning rate of its last step is ~0, not the ~half of the peak that 11 of 20
+    epochs would leave), and it stops after the 11th, saying so."""
+    import keras
+    import numpy as np
+
+    from deepfake_detection.architectures.base import learning_rate_schedule
+    from deepfake_detection.training.budget import EpochProgress
+
+    clock = {"now": 0.0}  # the budget's clock only
+    monkeypatch.setattr(budget_module, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+
+    class TenSecondEpochs(keras.callbacks.Callback):  # runs before EpochProgress: each epoch "took" 10 s
+        def on_epoch_end(self, epoch, logs=None):
+            clock["now"] += 10.0
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    steps_per_epoch, planned = 4, 20
+    model.compile(keras.optimizers.AdamW(learning_rate_schedule(0.1, planned * steps_per_epoch)), "binary_crossentropy")
+    budget = Budget(100.0, {"m": 100.0})
+    progress = EpochProgress("m", planned, budget)
+    with budget.charging():
+        history = model.fit(x, y, batch_size=16, epochs=planned, callbacks=[TenSecondEpochs(), progress], verbose=0)
+    assert len(history.history["loss"]) == 11 == progress.replanned  # (100 + 10 - 20) // 10 = 9 more after 2
+    assert progress.stopped_by_budget
+    schedule = model.optimizer._learning_rate
+    last_step = int(model.optimizer.iterations.numpy()) - 1
+    assert last_step == 11 * steps_per_epoch - 1
+    assert float(schedule(last_step)) < 0.01 * 0.1  # annealed: within the last step of zero
+    assert float(learning_rate_schedule(0.1, planned * steps_per_epoch)(last_step)) > 0.04  # the plan's, cut short
+    out = capsys.readouterr().out
+    assert "m: its epochs take 10 s, longer than planned: re-planned to 11 epochs of the 20" in out
+    assert "m: epoch 11/11 10 s" in out and "m: the re-planned fit ends after epoch 11 of the 20 planned" in out

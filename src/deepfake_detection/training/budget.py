@@ -1,12 +1,14 @@
 """The time budget as it is spent, and what a user sees of it: a clock that runs only while
 something trains (the speed measurement, the searches and the final fits, not the evaluation
-and registration between them), and a Keras callback that prints one line per epoch and stops a
-fit at an epoch boundary once it would overrun its share."""
+and registration between them), and a Keras callback that prints one line per epoch, re-plans a
+fit whose epochs run longer than planned (fewer epochs, its learning rate still decaying to zero
+by the last) and stops a fit at an epoch boundary once it would overrun its share."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import statistics
 import time
 
 import keras
@@ -65,11 +67,19 @@ class Budget:
         return self.seconds - self.spent()
 
     def overruns(self, name: str, next_epoch_seconds: float) -> bool:
-        """Whether one more epoch of ``name`` would end past its share by more than the tolerance."""
+        """Whether one more epoch of ``name`` would end past its share by more than the tolerance
+        (or past its deadline)."""
+        return self.epochs_that_fit(name, next_epoch_seconds) == 0
+
+    def epochs_that_fit(self, name: str, epoch_seconds: float) -> int | None:
+        """How many more epochs of ``epoch_seconds`` fit before ``name``'s share ends (plus the
+        tolerance) and before its deadline; None where nothing is enforced for it."""
         if not self.enforced or name not in self.ends:
-            return False
-        late = name in self.deadlines and time.perf_counter() + next_epoch_seconds > self.deadlines[name]
-        return late or self.spent() + next_epoch_seconds > self.ends[name] + TOLERANCE * self.seconds
+            return None
+        room = self.ends[name] + TOLERANCE * self.seconds - self.spent()
+        if name in self.deadlines:
+            room = min(room, self.deadlines[name] - time.perf_counter())
+        return max(0, int(room // max(epoch_seconds, 1e-9)))
 
     def describe_left(self) -> str:
         if self.seconds <= 0:
@@ -86,9 +96,18 @@ def _clock(seconds: float) -> str:
 
 class EpochProgress(keras.callbacks.Callback):
     """One line per epoch, flushed (``mlflow run`` pipes the output): what trains, epoch i/n, its
-    seconds, train loss, valid ROC-AUC and the budget left. With ``enforce``, stops the fit at an
-    epoch boundary once another epoch would overrun ``name``'s share of ``budget``; EarlyStopping
-    (``restore_best_weights``) then puts the best epoch's weights back."""
+    seconds, train loss, valid ROC-AUC and the budget left. With ``enforce``, holds the fit to
+    ``name``'s share of ``budget`` at every epoch boundary:
+
+    * from the second epoch on (the first pays the start-up), where the epochs so far (their
+      mean, the first left out) say fewer of the planned epochs fit, the fit is **re-planned** to
+      end after those that fit: its cosine learning-rate schedule is shortened to end there, so
+      a fit on a machine slower than measured still anneals instead of stopping at a high
+      learning rate (:func:`shorten_schedule`), and it says so;
+    * once not one more epoch fits, it stops.
+
+    Either way EarlyStopping (``restore_best_weights``) then puts the best epoch's weights back,
+    and ``stopped_by_budget`` is set."""
 
     def __init__(self, label: str, epochs: int, budget: Budget, name: str = "", enforce: bool = True):
         super().__init__()
@@ -96,7 +115,14 @@ class EpochProgress(keras.callbacks.Callback):
         self.name = name or label
         self.enforce = enforce
         self.stopped_by_budget = False
+        self.end = epochs  # the epoch the fit ends after: the plan's, or fewer once re-planned
         self._started = 0.0
+        self._seconds: list[float] = []
+
+    @property
+    def replanned(self) -> int:
+        """The epochs the fit was re-planned to (0: never re-planned)."""
+        return self.end if self.end < self.epochs else 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
@@ -104,17 +130,50 @@ class EpochProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         seconds = time.perf_counter() - self._started
+        self._seconds.append(seconds)
         loss, auc = logs.get("loss", float("nan")), logs.get("val_auc", float("nan"))
         print(
-            f"{self.label}: epoch {epoch + 1}/{self.epochs} {seconds:.0f} s, loss {loss:.3f}, "
+            f"{self.label}: epoch {epoch + 1}/{self.end} {seconds:.0f} s, loss {loss:.3f}, "
             f"valid ROC-AUC {auc:.3f}{self.budget.describe_left()}",
             flush=True,
         )
-        if self.enforce and epoch + 1 < self.epochs and self.budget.overruns(self.name, seconds):
-            self.stopped_by_budget = True
-            self.model.stop_training = True
+        if not self.enforce or epoch + 1 >= self.epochs:
+            return
+        if epoch + 1 >= self.end:
+            self._stop(f"{self.label}: the re-planned fit ends after epoch {epoch + 1} of the {self.epochs} planned")
+            return
+        if self.budget.overruns(self.name, seconds):
+            self._stop(
+                f"{self.label}: stopped by the time budget after epoch {epoch + 1} of {self.end} (another "
+                f"{seconds:.0f} s epoch would overrun its share)"
+            )
+            return
+        typical = statistics.mean(self._seconds[1:]) if len(self._seconds) > 1 else 0.0
+        more = self.budget.epochs_that_fit(self.name, typical) if typical else None
+        if more is not None and epoch + 1 + more < self.end:
+            steps = int(self.model.optimizer.iterations.numpy()) // (epoch + 1)
+            self.end = epoch + 1 + more
+            annealed = shorten_schedule(self.model, self.end * steps)
             print(
-                f"{self.label}: stopped by the time budget after epoch {epoch + 1} of {self.epochs} (another "
-                f"{seconds:.0f} s epoch would overrun its share); keeping the best epoch's weights",
+                f"{self.label}: its epochs take {typical:.0f} s, longer than planned: re-planned to {self.end} epochs "
+                f"of the {self.epochs}" + ("; the learning rate now decays to zero by the last" if annealed else ""),
                 flush=True,
             )
+
+    def _stop(self, message: str) -> None:
+        self.stopped_by_budget = True
+        self.model.stop_training = True
+        print(f"{message}; keeping the best epoch's weights", flush=True)
+
+
+def shorten_schedule(model: keras.Model, steps: int) -> bool:
+    """End ``model``'s warm-up + cosine learning-rate schedule (``base.learning_rate_schedule``)
+    after ``steps`` optimizer steps in all, and trace the training step again so the fit uses it;
+    False where the optimizer has no such schedule (a constant learning rate)."""
+    # Keras 3 keeps the schedule object in the optimizer's `_learning_rate` (no public getter).
+    schedule = getattr(model.optimizer, "_learning_rate", None)
+    if not isinstance(schedule, keras.optimizers.schedules.CosineDecay):
+        return False
+    schedule.decay_steps = max(1, steps - (schedule.warmup_steps or 0))
+    model.make_train_function(force=True)
+    return True

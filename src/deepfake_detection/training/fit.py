@@ -55,6 +55,7 @@ class Fit:
     weights_sha256: str = ""  # multi-host: the same in every process (checked)
     processes: int = 1
     stopped_by_budget: bool = False
+    replanned: int = 0  # the epochs a fit running behind its plan was re-planned to (0: never)
 
 
 def search_hyperparameters(search: Search, strategy, budget: Budget | None = None) -> kt.HyperParameters:
@@ -132,8 +133,9 @@ def final_fit(
     """Fit ``best`` from scratch for ``epochs`` (the learning-rate schedule spans them) with early
     stopping on val_auc, where ``placement`` puts it (:class:`OneMachine`, or every process of a
     multi-host cluster); the placement decides what this process reads, logs and checkpoints.
-    One line per epoch; a fit of one process stops at an epoch boundary once another epoch would
-    overrun its share of ``budget`` (processes fitting together would have to agree to stop: they
+    One line per epoch; a fit of one process that runs behind its share of ``budget`` is
+    re-planned to fewer epochs (its learning rate annealed by the last) and stops at an epoch
+    boundary once another epoch would overrun its share (processes fitting together would have to agree to stop: they
     run their planned epochs)."""
     settings = search.settings
     keras.utils.set_random_seed(settings.seed)
@@ -167,7 +169,15 @@ def final_fit(
     model, digest = placement.finish(model, search.name, lambda: search.architecture.build(best))
     speed = images * epochs_run / seconds
     return Fit(
-        model, history.history, seconds, epochs_run, speed, digest, placement.processes, progress.stopped_by_budget
+        model,
+        history.history,
+        seconds,
+        epochs_run,
+        speed,
+        digest,
+        placement.processes,
+        progress.stopped_by_budget,
+        progress.replanned,
     )
 
 

@@ -82,6 +82,7 @@ def _log_metrics(search: Search, fit: Fit, scores: Scores, model_id: str, datase
         "train_seconds": fit.seconds,
         "epochs_run": fit.epochs_run,
         "stopped_by_budget": float(fit.stopped_by_budget),
+        "replanned_epochs": float(fit.replanned),
         **{f"valid_{k}": v for k, v in scores.valid.items()},
         **{f"test_{k}": v for k, v in scores.test.items()},
     }
