@@ -324,14 +324,10 @@ def test_a_train_budget_that_leaves_nothing_to_train_is_refused(monkeypatch):
         run.measure_and_plan(settings, ["a", "b"], parts, "digest")  # 18 s: measuring takes 20
 
 
-@pytest.mark.train
-def test_a_fit_slower_than_planned_is_replanned_to_fewer_epochs_and_its_learning_rate_still_anneals(
-    monkeypatch, capsys
-):
-    """Epochs of 10 s on the clock where the plan gave 20 of them 100 s (+ the 10 % tolerance):
-    after the second epoch the fit is re-planned to the 11 that fit, its cosine schedule ends
-    there (the learning rate of its last step is ~0, not the ~half of the peak that 11 of 20
-    epochs would leave), and it stops after the 11th, saying so."""
+def _fit_on_a_fake_clock(monkeypatch, epoch_seconds: list[float], planned: int, steps_per_epoch: int = 4):
+    """A tiny Keras fit of ``planned`` epochs under a 100-s budget whose share for it is all 100
+    s (+ the 10 % tolerance), its epochs taking ``epoch_seconds`` on the budget's clock (the last
+    repeated); returns the model, its history and its EpochProgress."""
     import keras
     import numpy as np
 
@@ -341,27 +337,55 @@ def test_a_fit_slower_than_planned_is_replanned_to_fewer_epochs_and_its_learning
     clock = {"now": 0.0}  # the budget's clock only
     monkeypatch.setattr(budget_module, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
 
-    class TenSecondEpochs(keras.callbacks.Callback):  # runs before EpochProgress: each epoch "took" 10 s
+    class SlowEpochs(keras.callbacks.Callback):  # runs before EpochProgress: each epoch "took" its seconds
         def on_epoch_end(self, epoch, logs=None):
-            clock["now"] += 10.0
+            clock["now"] += epoch_seconds[min(epoch, len(epoch_seconds) - 1)]
 
     keras.utils.set_random_seed(0)
-    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    x = np.random.default_rng(0).normal(size=(16 * steps_per_epoch, 4)).astype("float32")
     y = (x[:, 0] > 0).astype("float32")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
-    steps_per_epoch, planned = 4, 20
     model.compile(keras.optimizers.AdamW(learning_rate_schedule(0.1, planned * steps_per_epoch)), "binary_crossentropy")
     budget = Budget(100.0, {"m": 100.0})
     progress = EpochProgress("m", planned, budget)
     with budget.charging():
-        history = model.fit(x, y, batch_size=16, epochs=planned, callbacks=[TenSecondEpochs(), progress], verbose=0)
+        history = model.fit(x, y, batch_size=16, epochs=planned, callbacks=[SlowEpochs(), progress], verbose=0)
+    return model, history, progress
+
+
+def _last_learning_rate(model) -> float:
+    return float(model.optimizer._learning_rate(int(model.optimizer.iterations.numpy()) - 1))
+
+
+@pytest.mark.train
+def test_a_fit_slower_than_planned_is_replanned_to_fewer_epochs_and_its_learning_rate_still_anneals(
+    monkeypatch, capsys
+):
+    """Epochs of 10 s where the plan gave 20 of them 100 s (+ 10 s of tolerance): after the
+    second epoch the fit is re-planned to the 11 that fit, its cosine schedule ends there (the
+    learning rate of its last step is ~0, not the ~half of the peak that 11 of 20 epochs would
+    leave), and it stops after the 11th, saying so."""
+    from deepfake_detection.architectures.base import learning_rate_schedule
+
+    model, history, progress = _fit_on_a_fake_clock(monkeypatch, [10.0], planned=20)
     assert len(history.history["loss"]) == 11 == progress.replanned  # (100 + 10 - 20) // 10 = 9 more after 2
     assert progress.stopped_by_budget
-    schedule = model.optimizer._learning_rate
-    last_step = int(model.optimizer.iterations.numpy()) - 1
-    assert last_step == 11 * steps_per_epoch - 1
-    assert float(schedule(last_step)) < 0.01 * 0.1  # annealed: within the last step of zero
-    assert float(learning_rate_schedule(0.1, planned * steps_per_epoch)(last_step)) > 0.04  # the plan's, cut short
+    assert int(model.optimizer.iterations.numpy()) == 11 * 4
+    assert _last_learning_rate(model) < 0.01 * 0.1  # annealed: within a step of zero
+    assert float(learning_rate_schedule(0.1, 20 * 4)(11 * 4 - 1)) > 0.04  # the plan's schedule, cut short
     out = capsys.readouterr().out
-    assert "m: its epochs take 10 s, longer than planned: re-planned to 11 epochs of the 20" in out
+    assert "m: its epochs take 10 s: re-planned to 11 of the 20 planned epochs" in out
     assert "m: epoch 11/11 10 s" in out and "m: the re-planned fit ends after epoch 11 of the 20 planned" in out
+
+
+@pytest.mark.train
+def test_a_fit_replanned_down_by_a_slow_epoch_is_replanned_up_again_never_past_its_plan(monkeypatch, capsys):
+    """A 30-s second epoch, then 5-s ones, in a 10-epoch plan with 110 s of room: re-planned to 4
+    (2 more fit after 35 s), then up one step at a time as the mean falls (each time only where
+    one more epoch fits with one to spare), back to the 10 planned; all 10 run, annealed."""
+    model, history, progress = _fit_on_a_fake_clock(monkeypatch, [5.0, 30.0, 5.0], planned=10)
+    assert len(history.history["loss"]) == 10 and progress.replanned == 0 and not progress.stopped_by_budget
+    out = capsys.readouterr().out
+    ends = [int(n) for n in re.findall(r"re-planned to (\d+) of the 10 planned epochs", out)]
+    assert ends == [4, 6, 7, 9, 10]
+    assert _last_learning_rate(model) < 0.01 * 0.1

@@ -103,7 +103,9 @@ class EpochProgress(keras.callbacks.Callback):
       mean, the first left out) say fewer of the planned epochs fit, the fit is **re-planned** to
       end after those that fit: its cosine learning-rate schedule is shortened to end there, so
       a fit on a machine slower than measured still anneals instead of stopping at a high
-      learning rate (:func:`shorten_schedule`), and it says so;
+      learning rate (:func:`shorten_schedule`), and it says so. Where later epochs run faster
+      and one more than that fits with an epoch to spare, it is re-planned up again, never
+      past the plan;
     * once not one more epoch fits, it stops.
 
     Either way EarlyStopping (``restore_best_weights``) then puts the best epoch's weights back,
@@ -150,15 +152,22 @@ class EpochProgress(keras.callbacks.Callback):
             return
         typical = statistics.mean(self._seconds[1:]) if len(self._seconds) > 1 else 0.0
         more = self.budget.epochs_that_fit(self.name, typical) if typical else None
-        if more is not None and epoch + 1 + more < self.end:
-            steps = int(self.model.optimizer.iterations.numpy()) // (epoch + 1)
-            self.end = epoch + 1 + more
-            annealed = shorten_schedule(self.model, self.end * steps)
-            print(
-                f"{self.label}: its epochs take {typical:.0f} s, longer than planned: re-planned to {self.end} epochs "
-                f"of the {self.epochs}" + ("; the learning rate now decays to zero by the last" if annealed else ""),
-                flush=True,
-            )
+        if more is None:
+            return
+        if epoch + 1 + more < self.end:  # behind: end after the epochs that fit
+            end = epoch + 1 + more
+        elif self.end < self.epochs and epoch + more > self.end:  # caught up, by a whole epoch's margin
+            end = min(self.epochs, epoch + more)
+        else:
+            return
+        steps = int(self.model.optimizer.iterations.numpy()) // (epoch + 1)
+        self.end = end
+        annealed = shorten_schedule(self.model, self.end * steps)
+        print(
+            f"{self.label}: its epochs take {typical:.0f} s: re-planned to {self.end} of the {self.epochs} planned "
+            "epochs" + ("; the learning rate now decays to zero by the last" if annealed else ""),
+            flush=True,
+        )
 
     def _stop(self, message: str) -> None:
         self.stopped_by_budget = True
@@ -168,8 +177,9 @@ class EpochProgress(keras.callbacks.Callback):
 
 def shorten_schedule(model: keras.Model, steps: int) -> bool:
     """End ``model``'s warm-up + cosine learning-rate schedule (``base.learning_rate_schedule``)
-    after ``steps`` optimizer steps in all, and trace the training step again so the fit uses it;
-    False where the optimizer has no such schedule (a constant learning rate)."""
+    after ``steps`` optimizer steps in all (fewer than it planned, or back up to them), and trace
+    the training step again so the fit uses it; False where the optimizer has no such schedule
+    (a constant learning rate)."""
     # Keras 3 keeps the schedule object in the optimizer's `_learning_rate` (no public getter).
     schedule = getattr(model.optimizer, "_learning_rate", None)
     if not isinstance(schedule, keras.optimizers.schedules.CosineDecay):
