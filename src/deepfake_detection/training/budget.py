@@ -103,7 +103,7 @@ class EpochProgress(keras.callbacks.Callback):
       mean, the first left out) say fewer of the planned epochs fit, the fit is **re-planned** to
       end after those that fit: its cosine learning-rate schedule is shortened to end there, so
       a fit on a machine slower than measured still anneals instead of stopping at a high
-      learning rate (:func:`shorten_schedule`), and it says so. Where later epochs run faster
+      learning rate (:func:`end_schedule_after`), and it says so. Where later epochs run faster
       and one more than that fits with an epoch to spare, it is re-planned up again, never
       past the plan;
     * once not one more epoch fits, it stops.
@@ -162,7 +162,7 @@ class EpochProgress(keras.callbacks.Callback):
             return
         steps = int(self.model.optimizer.iterations.numpy()) // (epoch + 1)
         self.end = end
-        annealed = shorten_schedule(self.model, self.end * steps)
+        annealed = end_schedule_after(self.model, self.end * steps)
         print(
             f"{self.label}: its epochs take {typical:.0f} s: re-planned to {self.end} of the {self.epochs} planned "
             "epochs" + ("; the learning rate now decays to zero by the last" if annealed else ""),
@@ -175,7 +175,7 @@ class EpochProgress(keras.callbacks.Callback):
         print(f"{message}; keeping the best epoch's weights", flush=True)
 
 
-def shorten_schedule(model: keras.Model, steps: int) -> bool:
+def end_schedule_after(model: keras.Model, steps: int) -> bool:
     """End ``model``'s warm-up + cosine learning-rate schedule (``base.learning_rate_schedule``)
     after ``steps`` optimizer steps in all (fewer than it planned, or back up to them), and trace
     the training step again so the fit uses it; False where the optimizer has no such schedule

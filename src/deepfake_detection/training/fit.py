@@ -176,8 +176,8 @@ def final_fit(
         speed,
         digest,
         placement.processes,
-        progress.stopped_by_budget,
-        progress.replanned,
+        stopped_by_budget=progress.stopped_by_budget,
+        replanned=progress.replanned,
     )
 
 
