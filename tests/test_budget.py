@@ -45,6 +45,37 @@ def test_the_planner_gives_the_known_plan(costs, budget, cap, expected):
     assert sum(planned_seconds(plan, first, more).values()) <= budget
 
 
+# (first, more) per architecture, weights, budget s, max epochs -> plan
+WEIGHTED_PLANS = [
+    # weight 2: twice the epochs of the others at equal cost
+    ({"a": (10, 10), "b": (10, 10)}, {"b": 2.0}, 90, 16, {"a": 3, "b": 6}),
+    # b's cap is reached; what it cannot take goes to a
+    ({"a": (10, 10), "b": (10, 10)}, {"b": 2.0}, 120, 6, {"a": 6, "b": 6}),
+    # a dearer architecture of weight 2 still gets its share first, the cheap ones what is left
+    ({"a": (10, 10), "b": (10, 20), "c": (5, 5)}, {"b": 2.0}, 125, 16, {"a": 3, "b": 4, "c": 5}),
+    # weights of 1 are the unweighted plan
+    ({"a": (10, 10), "b": (10, 30)}, {"a": 1.0, "b": 1.0}, 90, 10, {"a": 5, "b": 2}),
+]
+
+
+@pytest.mark.parametrize(("costs", "weights", "budget", "cap", "expected"), WEIGHTED_PLANS)
+def test_the_planner_shares_epochs_in_proportion_to_the_weights(costs, weights, budget, cap, expected):
+    first = {n: c[0] for n, c in costs.items()}
+    more = {n: c[1] for n, c in costs.items()}
+    plan = plan_epochs(first, more, budget, cap, weights)
+    assert plan == expected
+    assert sum(planned_seconds(plan, first, more).values()) <= budget
+
+
+def test_npr_weighs_double_in_a_budgets_plan():
+    from deepfake_detection.architectures import ARCHITECTURES
+
+    assert ARCHITECTURES["npr"].plan_weight == 2.0
+    assert {n: a.plan_weight for n, a in ARCHITECTURES.items() if n != "npr"} == dict.fromkeys(
+        [n for n in ARCHITECTURES if n != "npr"], 1.0
+    )
+
+
 def test_a_budget_that_cannot_buy_one_epoch_of_each_is_refused_naming_what_fits():
     first = {"vggface16": 474.0, "npr": 55.0, "spectrum": 3.0}
     with pytest.raises(SettingsError) as refused:

@@ -94,6 +94,7 @@ class Architecture(kt.HyperModel):
     learning_rates: tuple[float, float, float] = (1e-4, 3e-3, 1e-3)  # search range and default (the peak)
     weight_decay: float = 1e-4  # AdamW's decoupled weight decay (default of the searched choice)
     augment: float = 0.5  # default augmentation strength
+    plan_weight: float = 1.0  # a budget's epochs go to architectures in proportion to it (plan_epochs)
     # Training seconds per 1,000 images at 64 px measured once on a reference machine (2 vCPU, no
     # GPU; `python benchmarks/training_speed.py`): a reference figure only. A time budget is
     # planned from this machine's speed, measured before training (training/speed.py).

@@ -19,24 +19,32 @@ def steps_per_epoch(images: int, batch_size: int) -> int:
     return max(1, -(-images // batch_size))
 
 
-def plan_epochs(first: dict[str, float], more: dict[str, float], budget_seconds: float, max_epochs: int) -> dict:
+def plan_epochs(
+    first: dict[str, float],
+    more: dict[str, float],
+    budget_seconds: float,
+    max_epochs: int,
+    weights: dict[str, float] | None = None,
+) -> dict:
     """Epochs per architecture within ``budget_seconds``, from what each costs on this machine:
     ``first[name]`` seconds for its first epoch (start-up included) and ``more[name]`` for each
     further one (both summed over its trials and final fit). Every architecture gets one epoch,
-    then one more epoch at a time goes to the architecture with the fewest so far (the cheapest
-    first on a tie) that still fits in what is left and is below ``max_epochs``, until none fits:
-    all get the same number as far as the budget allows, and what the slowest cannot use goes to
-    the faster ones. A budget that cannot buy one epoch of each is refused
+    then one more epoch at a time goes to the architecture with the fewest so far for its
+    ``weights[name]`` (1 where not given; the cheapest first on a tie) that still fits in what is
+    left and is below ``max_epochs``, until none fits: all get epochs in proportion to their
+    weights (equal by default) as far as the budget allows, and what the slowest cannot use goes
+    to the faster ones. A budget that cannot buy one epoch of each is refused
     (:class:`~deepfake_detection.errors.SettingsError`), naming what would fit. A pure function:
     the same costs give the same plan."""
     names = list(first)
     needed = sum(first.values())
     if needed > budget_seconds:
         raise SettingsError(_refusal(first, budget_seconds))
+    weight = {n: (weights or {}).get(n, 1.0) for n in names}
     plan = dict.fromkeys(names, 1)
     left = budget_seconds - needed
     while fits := [n for n in names if plan[n] < max_epochs and more[n] <= left]:
-        name = min(fits, key=lambda n: (plan[n], more[n], n))
+        name = min(fits, key=lambda n: (plan[n] / weight[n], more[n], n))
         plan[name] += 1
         left -= more[name]
     return plan

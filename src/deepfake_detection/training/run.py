@@ -13,6 +13,7 @@ import mlflow
 
 from deepfake_detection import multihost, tracking, views
 from deepfake_detection.access.client import require
+from deepfake_detection.architectures import ARCHITECTURES
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.degradations import suite
 from deepfake_detection.errors import SettingsError
@@ -173,7 +174,8 @@ def measure_and_plan(
             flush=True,
         )
     first, more = scaled(first, steps, share), scaled(more, steps, share)
-    epochs = plan_epochs(first, more, left, settings.epochs)
+    weights = {n: ARCHITECTURES[n].plan_weight for n in names}
+    epochs = plan_epochs(first, more, left, settings.epochs, weights)
     seconds = planned_seconds(epochs, first, more)
     shares = dict.fromkeys(names, share) if share < 1 else {}
     clock = Budget(left + measured, seconds, spent_before=measured)
