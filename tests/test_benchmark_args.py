@@ -25,6 +25,7 @@ DATA_SCRIPTS = [
     "distributed_tuning.py",
     "from_scratch.py",
     "gpu_train.py",
+    "image_border.py",
     "input_pipeline.py",
     "multihost_train.py",
     "predict_throughput.py",
@@ -334,3 +335,37 @@ def test_the_residual_spectrum_is_flat_for_a_nearest_up_sampled_image_and_peaks_
     peaks = {(int(i), int(j)) for i, j in zip(*np.nonzero(np.isclose(spectrum, spectrum.max())))}
     assert peaks == {(0, 0), (0, 8), (8, 0), (8, 8)}  # DC and the Nyquist frequencies, nothing else
     assert residual_spectrum.block_features(np.zeros((2, 64, 64))).shape == (2, 64)
+
+
+def test_the_border_ring_is_replaced_by_the_interiors_edge_and_the_interior_kept(bench):
+    import io
+
+    import numpy as np
+    from image_border import ring_replaced
+    from PIL import Image
+
+    pixels = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    out = np.asarray(Image.open(io.BytesIO(ring_replaced(buffer.getvalue(), 2))))
+    assert out.shape == pixels.shape
+    assert (out[2:6, 2:6] == pixels[2:6, 2:6]).all()  # the interior untouched
+    assert (out[0, 2:6] == pixels[2, 2:6]).all() and (out[3, 0] == pixels[3, 2]).all()  # edge-extended
+    assert (out[0, 0] == pixels[2, 2]).all() and (out[7, 7] == pixels[5, 5]).all()
+    assert not (out == pixels).all()
+
+
+def test_the_interior_variant_crops_the_border_before_the_backbone(bench):
+    import keras_tuner as kt
+    from robustness import interior_variant
+
+    from deepfake_detection.architectures import ARCHITECTURES, get_architecture
+
+    name = interior_variant("npr", 6)
+    try:
+        assert name == "npr_interior6"
+        model = get_architecture(name, 64).build(kt.HyperParameters())
+        assert tuple(model.get_layer("ignore_border").output.shape[1:3]) == (52, 52)
+        assert model.get_layer("stem_conv").input.shape[1] == 52
+    finally:
+        ARCHITECTURES.pop(name, None)
