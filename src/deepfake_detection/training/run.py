@@ -174,7 +174,7 @@ def measure_and_plan(
             flush=True,
         )
     first, more = scaled(first, steps, share), scaled(more, steps, share)
-    weights = {n: ARCHITECTURES[n].plan_weight for n in names}
+    weights = {n: ARCHITECTURES[n].plan_weight for n in names if n in ARCHITECTURES}
     epochs = plan_epochs(first, more, left, settings.epochs, weights)
     seconds = planned_seconds(epochs, first, more)
     shares = dict.fromkeys(names, share) if share < 1 else {}
