@@ -20,7 +20,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import PROJECT, SHARED_ARCHITECTURES, mlflow_run, write_keras2_weights
-from helpers import aliases, build_params, cli_options, scored_on_valid, tiny_settings, tiny_training, wait_until
+from helpers import (
+    CLEAN_ONLY,
+    aliases,
+    build_params,
+    cli_options,
+    scored_on_valid,
+    tiny_settings,
+    tiny_training,
+    wait_until,
+)
 from mlflow import MlflowClient
 from tracking_server import free_port
 
@@ -171,7 +180,9 @@ def test_a_train_run_logs_its_metrics_plots_and_model_which_loads_by_alias_and_s
 def test_a_search_logs_its_trials_under_the_architecture_run_and_a_fixed_augmentation_is_not_searched(
     bench_dataset, tmp_path
 ):
-    run_training(tiny_settings(bench_dataset, tmp_path / "outputs", **SEARCH, augment=0.25, num_samples=12))
+    run_training(
+        tiny_settings(bench_dataset, tmp_path / "outputs", **SEARCH, **CLEAN_ONLY, augment=0.25, num_samples=12)
+    )
     client = MlflowClient()
     experiment = client.get_experiment_by_name("deepfake-detection")
     (parent,) = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == "train"]
@@ -262,7 +273,7 @@ def test_failed_promotion_leaves_no_registered_version(bench_dataset, tmp_path, 
 
     monkeypatch.setattr(registry, "promote", broken)
     with pytest.raises(RuntimeError, match="simulated"):
-        run_training(tiny_settings(bench_dataset, tmp_path / "outputs", arch="custom_c"))
+        run_training(tiny_settings(bench_dataset, tmp_path / "outputs", arch="custom_c", **CLEAN_ONLY))
     assert MlflowClient().search_model_versions("name='deepfake-custom_c'") == []
 
 
@@ -333,7 +344,9 @@ def test_train_with_pretrained_weights_from_the_keras_cache_end_to_end(bench_dat
     for arch, weights, source, first_layer in checks:
         with pytest.warns(UserWarning) if arch == "densenet121" else contextlib.nullcontext():
             (result,) = run_training(
-                tiny_settings(bench_dataset, tmp_path / "outputs", arch=arch, weights=weights, num_samples=16)
+                tiny_settings(
+                    bench_dataset, tmp_path / "outputs", arch=arch, weights=weights, num_samples=16, **CLEAN_ONLY
+                )
             )
         params = MlflowClient().get_run(result.run_id).data.params
         assert params["weights"] == weights and params["best.fine_tune"] == "0.5"
@@ -455,7 +468,7 @@ def _wait_for(process, root: Path, pattern: str) -> None:
 @pytest.mark.train
 def test_train_killed_mid_search_and_mid_fit_resumes_and_leaves_no_orphans(bench_dataset, tmp_path):
     work = tmp_path / "outputs"
-    options = tiny_training(bench_dataset, work, epochs=6, batch_size=8, patience=10, **SEARCH)
+    options = tiny_training(bench_dataset, work, epochs=6, batch_size=8, patience=10, **SEARCH, **CLEAN_ONLY)
     command = [sys.executable, "-m", "deepfake_detection", "train", *cli_options(options)]
     log = (tmp_path / "train.log").open("w")
     first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -503,7 +516,9 @@ print("registered", result.version, result.test["roc_auc"])
 
 @pytest.mark.train
 def test_mirrored_strategy_trains_on_two_logical_devices(bench_dataset, tmp_path):
-    settings = tiny_training(bench_dataset, tmp_path / "outputs", tuner="random", max_trials=1, distribute="mirrored")
+    settings = tiny_training(
+        bench_dataset, tmp_path / "outputs", tuner="random", max_trials=1, distribute="mirrored", **CLEAN_ONLY
+    )
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED, json.dumps(settings)],
         capture_output=True,

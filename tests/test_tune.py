@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 
 import pytest
-from helpers import aliases, expected_role, tiny_train_args
+from helpers import CLEAN_ONLY, aliases, expected_role, tiny_train_args
 from mlflow import MlflowClient
 from tracking_server import free_port
 
@@ -21,7 +21,7 @@ from deepfake_detection.errors import TuningError
 
 @pytest.mark.train
 def test_one_chief_two_workers_share_one_search(bench_dataset, tmp_path):
-    common = tiny_train_args(bench_dataset, tmp_path / "outputs", max_trials=4, tuner="random")
+    common = tiny_train_args(bench_dataset, tmp_path / "outputs", max_trials=4, tuner="random", **CLEAN_ONLY)
     common += ["--oracle", f"127.0.0.1:{free_port()}"]
     tune = [sys.executable, "-m", "deepfake_detection", "tune"]
     tracking.configure()  # create the SQLite store once: three processes creating it at once collide
