@@ -26,6 +26,17 @@ from deepfake_detection.cli import main
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def jax_compilation_cache(tmp_path_factory, monkeypatch):
+    """JAX's persistent compilation cache, one for the session (every xdist worker's): each fit's
+    XLA programs are compiled once, and the next processes that fit the same model load them."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(root / "jax-compilation-cache"))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
 def train_args(data: Path, work_dir: Path, port: int, **overrides) -> list[str]:
     """The tiny training, data-parallel over two processes on 127.0.0.1:``port`` (add ``--process-id``)."""
     cluster = {"distribute": "multi-host", "coordinator": f"127.0.0.1:{port}", "num_processes": 2}
