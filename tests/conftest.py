@@ -55,6 +55,44 @@ def _one_worker(config, item, group: str) -> None:
         item._id = type(item._id).parse(f"{item.nodeid}@{group}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def migrated_stores(tmp_path_factory):
+    """A new SQLite store opened by a test's own process starts as a copy of one that MLflow
+    migrated once per worker, instead of running its migrations again (about a second per store,
+    and every end-to-end test opens one). The copy is made where MLflow would migrate, so a store
+    still appears only when MLflow opens it; subprocesses migrate as they always do."""
+    import sqlite3
+    import threading
+
+    import sqlalchemy
+    from mlflow.store.db import utils
+    from mlflow.store.model_registry import sqlalchemy_store as registry_store
+
+    migrate, lock = utils._initialize_tables, threading.Lock()
+    template = tmp_path_factory.mktemp("migrated") / "mlflow.db"
+
+    def initialize(engine) -> None:
+        database = engine.url.database
+        if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+            return migrate(engine)
+        with lock:
+            if not template.exists():
+                blank = sqlalchemy.create_engine(f"sqlite:///{template}")
+                migrate(blank)
+                blank.dispose()
+        source, target = sqlite3.connect(template), sqlite3.connect(database)
+        try:
+            source.backup(target)
+        finally:
+            source.close()
+            target.close()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(utils, "_initialize_tables", initialize)
+        patch.setattr(registry_store, "_initialize_tables", initialize)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def isolated_tracking(tmp_path, monkeypatch):
     """Every test gets its own working folder, SQLite tracking store and ./mlruns."""
