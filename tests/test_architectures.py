@@ -48,13 +48,28 @@ def build(name: str, hp: kt.HyperParameters | None = None, weights: str = "none"
     return architecture, hp, architecture.build(hp)
 
 
+@pytest.fixture(scope="module")
+def default_build():
+    """:func:`build` with the defaults, once per architecture and module, for the tests that only
+    read that model or save its weights: building is most of such a test's time."""
+    built = {}
+
+    def get(name: str):
+        if name not in built:
+            built[name] = build(name)
+        return built[name]
+
+    yield get
+    built.clear()
+
+
 def test_every_architecture_is_covered():
     assert set(DEFAULTS) == set(MIN_IMAGE_SIZE) == set(ARCHITECTURES)
 
 
 @pytest.mark.parametrize("name", build_params(NAMES))
-def test_hyperparameters_and_their_defaults(name):
-    architecture, hp, _ = build(name)
+def test_hyperparameters_and_their_defaults(name, default_build):
+    architecture, hp, _ = default_build(name)
     assert hp.values == pytest.approx(DEFAULTS[name])
     assert {p.name: p.default for p in hp.space} == pytest.approx(DEFAULTS[name])
     assert hp.get("learning_rate") == architecture.learning_rates[2]
@@ -62,8 +77,8 @@ def test_hyperparameters_and_their_defaults(name):
 
 
 @pytest.mark.parametrize("name", build_params(NAMES))
-def test_model_layers_and_output(name):
-    architecture, _, model = build(name)
+def test_model_layers_and_output(name, default_build):
+    architecture, _, model = default_build(name)
     size = MIN_IMAGE_SIZE[name]
     assert architecture.min_image_size == size
     assert model.name == name
@@ -166,8 +181,8 @@ def test_imagenet_weights_unavailable_is_a_weights_error(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["custom_a", "custom_c", "npr"])
-def test_a_weights_file_is_loaded_and_adds_fine_tune(name, tmp_path):
-    _, _, model = build(name)
+def test_a_weights_file_is_loaded_and_adds_fine_tune(name, tmp_path, default_build):
+    _, _, model = default_build(name)
     path = tmp_path / f"{name}.weights.h5"
     model.save_weights(path)
     saved = model.get_layer(EMBEDDING_LAYER).get_weights()
@@ -180,8 +195,8 @@ def test_a_weights_file_is_loaded_and_adds_fine_tune(name, tmp_path):
 
 
 @pytest.mark.parametrize(("fine_tune", "trainable"), [(0.0, False), (1.0, True)])
-def test_fixed_fine_tune_freezes_the_backbone(fine_tune, trainable, tmp_path):
-    _, _, model = build("custom_a")
+def test_fixed_fine_tune_freezes_the_backbone(fine_tune, trainable, tmp_path, default_build):
+    _, _, model = default_build("custom_a")
     path = tmp_path / "custom_a.weights.h5"
     model.save_weights(path)
 
@@ -194,8 +209,8 @@ def test_fixed_fine_tune_freezes_the_backbone(fine_tune, trainable, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Skipping nested container:UserWarning")  # keras, on the mismatched file
-def test_weights_that_do_not_fit_are_a_weights_error(tmp_path):
-    _, _, other = build("npr")
+def test_weights_that_do_not_fit_are_a_weights_error(tmp_path, default_build):
+    _, _, other = default_build("npr")
     path = tmp_path / "npr.weights.h5"
     other.save_weights(path)
     with pytest.raises(WeightsError, match=re.escape(f"custom_c: cannot load weights from {path}")):
@@ -269,8 +284,10 @@ def test_vggface_weights_in_the_keras_cache_are_loaded_by_layer_name(tmp_path, m
 
 
 @pytest.mark.parametrize("name", build_params(["vggface16", "densenet121", "custom_a"]))
-def test_generic_backbones_learn_on_the_npr_residual_from_scratch_and_on_rgb_with_weights(name, tmp_path):
-    _, hp, scratch = build(name)
+def test_generic_backbones_learn_on_the_npr_residual_from_scratch_and_on_rgb_with_weights(
+    name, tmp_path, default_build
+):
+    _, hp, scratch = default_build(name)
     assert hp.get("input") == "npr"
     assert scratch.get_layer("npr_residual") and "preprocess" not in [layer.name for layer in scratch.layers]
     rgb = kt.HyperParameters()
