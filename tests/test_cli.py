@@ -151,23 +151,11 @@ def test_python_dash_m_entry_point():
 
 
 @pytest.mark.slow
-def test_mlflow_run_prepare_entry_point(tmp_path):
-    parameters = {"output": tmp_path / "data", "image_size": 16, "num_images": 6, "generator_steps": 2}
-    result = mlflow_run("prepare", parameters, capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "data" / "manifest.csv").is_file()
-    client = mlflow.MlflowClient()
-    (run,) = client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
-    assert run.info.status == "FINISHED"
-    assert run.data.tags["mlflow.project.entryPoint"] == "prepare"
-    assert run.data.metrics["images_total"] == 12
-    assert run.inputs.dataset_inputs
-
-
-@pytest.mark.slow
-def test_mlflow_run_in_a_uv_environment_built_from_conda_yaml(tmp_path):
-    """The route for users without conda: `mlflow run . --env-manager uv` builds an isolated
-    environment from conda.yaml with uv (from PyPI; cached after the first time) and runs in it."""
+def test_mlflow_run_prepare_entry_point_in_a_uv_environment_built_from_conda_yaml(tmp_path):
+    """The prepare entry point, by the route for users without conda: `mlflow run . --env-manager uv`
+    builds an isolated environment from conda.yaml with uv (from PyPI; cached after the first time)
+    and runs in it. The local environment manager runs the train, evaluate, explain and predict
+    entry points in other tests."""
     parameters = {"output": tmp_path / "data", "image_size": 16, "num_images": 6, "generator_steps": 2}
     result = mlflow_run("prepare", parameters, env_manager="uv", capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -176,6 +164,8 @@ def test_mlflow_run_in_a_uv_environment_built_from_conda_yaml(tmp_path):
     client = mlflow.MlflowClient()
     (run,) = client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
     assert run.info.status == "FINISHED" and run.data.metrics["images_total"] == 12
+    assert run.data.tags["mlflow.project.entryPoint"] == "prepare"
+    assert run.inputs.dataset_inputs
     assert (tmp_path / "data" / "manifest.csv").is_file()
 
 
