@@ -7,8 +7,15 @@ the suite's ``crop_0.8`` (the outer 10 % of each side cut, the rest enlarged bac
 the border gone *and* the pixel grid re-sampled. Test ROC-AUC, fake = positive, 95 % stratified
 bootstrap intervals.
 
+Before the detector, a probe that uses none: where in the image is the trace? Per band of rings
+(pixels at distance 0-1, 2-3, ... from the nearest edge), a logistic regression on that band's
+neighbouring-pixel residual (what npr reads: each pixel minus the top-left pixel of its 2x2
+cell), summarised per residual phase and colour channel (mean, mean absolute value, log mean
+square: 27 numbers), fit on valid and scored on test. A trace spread over the image scores as
+well in the interior's bands as in the border's; one the border carries scores higher there.
+
     python benchmarks/image_border.py --model models:/deepfake-npr@champion [--data DIR]
-        [--rings 2,4,6,8] [--markdown PATH]
+        [--rings 2,4,6,8] [--bands 0-1,2-3,4-5,6-7,8-15,16-31,6-31] [--markdown PATH]
 
 (after ``make run``, in the folder it ran in: ``--data data/combined-real-vs-fake``).
 """
@@ -40,13 +47,58 @@ def ring_replaced(blob: bytes, width: int) -> bytes:
     return out.getvalue()
 
 
+def ring_distance(size: int) -> np.ndarray:
+    """``(size, size)``: each pixel's distance, in pixels, to the nearest edge (0 on the border)."""
+    steps = np.arange(size)
+    inward = np.minimum(steps, size - 1 - steps)
+    return np.minimum.outer(inward, inward)
+
+
+def band_features(residual: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """``(n, size, size, channels)`` NPR residual, ``(size, size)`` boolean band -> ``(n, 27)``
+    for 3 channels: per residual phase (the three pixels of a 2x2 cell that are not its top-left,
+    which is 0) and channel, the band's mean, mean absolute value and log mean square."""
+    columns = []
+    for row, column in ((0, 1), (1, 0), (1, 1)):
+        phase = np.zeros(band.shape, bool)
+        phase[row::2, column::2] = True
+        values = residual[:, band & phase, :]
+        columns += [values.mean(axis=1), np.abs(values).mean(axis=1), np.log((values**2).mean(axis=1) + 1e-3)]
+    return np.concatenate(columns, axis=1)
+
+
+def npr_residual(pixels: np.ndarray) -> np.ndarray:
+    """``(n, size, size, channels)`` -> each pixel minus the top-left pixel of its 2x2 cell."""
+    corner = np.repeat(np.repeat(pixels[:, ::2, ::2], 2, axis=1), 2, axis=2)
+    return pixels - corner[:, : pixels.shape[1], : pixels.shape[2]]
+
+
+def parse_bands(text: str) -> list[tuple[int, int]]:
+    """``"0-1,6-31"`` -> ``[(0, 1), (6, 31)]``: inclusive distances from the nearest edge."""
+    bands = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        low, _, high = part.partition("-")
+        try:
+            band = (int(low), int(high or low))
+        except ValueError:
+            raise SystemExit(f"--bands: {part!r} is not FIRST-LAST (distances from the edge, e.g. 0-1)") from None
+        if band[0] < 0 or band[1] < band[0]:
+            raise SystemExit(f"--bands: {part!r} must be 0 <= FIRST <= LAST")
+        bands.append(band)
+    return bands
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=model_uri, required=True, help="A model URI or folder, as predict takes.")
     parser.add_argument("--data", type=dataset_path, default="data/combined-real-vs-fake", help="A prepared dataset.")
     parser.add_argument("--rings", default="2,4,6,8", help="Widths of the outer ring replaced, in pixels.")
+    parser.add_argument(
+        "--bands", default="0-1,2-3,4-5,6-7,8-15,16-31,6-31", help="Bands of distances from the edge the probe reads."
+    )
     add_markdown_option(parser)
     args = parser.parse_args()
+    bands = parse_bands(args.bands)
 
     if args.model.startswith("models:/"):
         user_store()
@@ -67,6 +119,10 @@ def main() -> None:
     conditions["crop_0.8 (suite)"] = [degrade(b, BY_NAME["crop_0.8"]) for b in blobs]
 
     size = detector.config.image_size
+    probe = band_probe(args.data, size, bands)
+    print(f"where the trace is, no detector: a linear probe on the NPR residual per band ({args.data}, {size} px)")
+    print(probe.text(), flush=True)
+
     print(f"{args.model} ({detector.config.architecture}, {size} px) on {args.data} test ({len(y)} images)")
     table = Table({"condition": "<24", "ROC-AUC [95 % CI]": ">22"})
     print(table.header())
@@ -74,7 +130,46 @@ def main() -> None:
         p_fake = detector.predict_encoded(files)
         interval = roc_auc_interval(y, p_fake)
         print(table.row(name, f"{roc_auc_score(y, p_fake):.3f} [{interval.low:.3f}, {interval.high:.3f}]"), flush=True)
-    write_markdown(args.markdown, f"test ROC-AUC of {args.model}, fake = positive, 95 % intervals", table)
+    write_markdown(
+        args.markdown,
+        "linear probe per band of the NPR residual (fit on valid), test ROC-AUC, fake = positive, 95 % intervals",
+        probe,
+        f"test ROC-AUC of {args.model}, fake = positive, 95 % intervals",
+        table,
+    )
+
+
+def band_probe(data, size: int, bands: list[tuple[int, int]]) -> Table:
+    """The probe's table: per band, its pixel count and the test ROC-AUC [95 % CI] of a logistic
+    regression on :func:`band_features`, fit on valid."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from deepfake_detection.data.pipeline import load_manifest
+    from deepfake_detection.evaluation import fake_labels, roc_auc_interval
+    from deepfake_detection.model import DeepfakeDetector, DetectorConfig
+
+    decoder = DeepfakeDetector.of(None, DetectorConfig("residual", size, 0.5))
+    residual, y = {}, {}
+    for split in ("valid", "test"):
+        rows = load_manifest(data, split)
+        residual[split] = npr_residual(decoder.decode([Path(f).read_bytes() for f in rows["file"]]))
+        y[split] = fake_labels(rows)
+    distance = ring_distance(size)
+    table = Table({"band (px from edge)": "<20", "pixels": ">7", "probe ROC-AUC [95 % CI]": ">24"})
+    for low, high in bands:
+        band = (distance >= low) & (distance <= high)
+        if not band.any():
+            raise SystemExit(f"--bands: {low}-{high} holds no pixel of a {size} px image")
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        probe.fit(band_features(residual["valid"], band), y["valid"])
+        p_fake = probe.predict_proba(band_features(residual["test"], band))[:, 1]
+        interval = roc_auc_interval(y["test"], p_fake)
+        auc = roc_auc_score(y["test"], p_fake)
+        table.row(f"{low}-{high}", int(band.sum()), f"{auc:.3f} [{interval.low:.3f}, {interval.high:.3f}]")
+    return table
 
 
 if __name__ == "__main__":

@@ -355,6 +355,39 @@ def test_the_border_ring_is_replaced_by_the_interiors_edge_and_the_interior_kept
     assert not (out == pixels).all()
 
 
+def test_the_band_probe_reads_each_band_of_the_residual_alone(bench):
+    import numpy as np
+    from image_border import band_features, npr_residual, parse_bands, ring_distance
+
+    assert ring_distance(6).tolist() == [
+        [0, 0, 0, 0, 0, 0],
+        [0, 1, 1, 1, 1, 0],
+        [0, 1, 2, 2, 1, 0],
+        [0, 1, 2, 2, 1, 0],
+        [0, 1, 1, 1, 1, 0],
+        [0, 0, 0, 0, 0, 0],
+    ]
+    cells = np.arange(2 * 4 * 4 * 3, dtype=float).reshape(2, 4, 4, 3)
+    up = np.repeat(np.repeat(cells, 2, axis=1), 2, axis=2)  # every 2x2 cell one colour
+    assert np.array_equal(npr_residual(up), np.zeros_like(up))
+    marked = up.copy()
+    marked[:, 0, 1] += 5  # a trace on the border only, in phase (0, 1)
+    residual = npr_residual(marked)
+    assert residual[:, 0, 1].tolist() == [[5, 5, 5]] * 2 and np.count_nonzero(residual) == 2 * 3
+    distance = ring_distance(8)
+    border, interior = band_features(residual, distance == 0), band_features(residual, distance >= 1)
+    assert border.shape == interior.shape == (2, 27)
+    border, interior = border.reshape(2, 3, 3, 3), interior.reshape(2, 3, 3, 3)  # phase, statistic, channel
+    # phase (0, 1) holds 7 of the border's 28 pixels, one of them marked: its mean and mean |r| are 5/7
+    assert np.allclose(border[:, 0, :2], 5 / 7) and np.allclose(border[:, 0, 2], np.log(25 / 7 + 1e-3))
+    assert np.allclose(border[:, 1:, :2], 0) and np.allclose(interior[:, :, :2], 0)  # nothing elsewhere
+    assert np.allclose(interior[:, :, 2], np.log(1e-3))
+    assert parse_bands("0-1, 6-31,5") == [(0, 1), (6, 31), (5, 5)]
+    for wrong in ("x", "3-1", "-1-2"):
+        with pytest.raises(SystemExit, match="--bands"):
+            parse_bands(wrong)
+
+
 def test_the_interior_variant_crops_the_border_before_the_backbone(bench):
     import keras_tuner as kt
     from robustness import interior_variant
