@@ -32,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 from _report import Table, add_markdown_option, write_markdown
 from _workspace import dataset_path, model_uri, user_store
+from residual_spectrum import as_seen, npr_residual
 
 
 def ring_replaced(blob: bytes, width: int) -> bytes:
@@ -65,12 +66,6 @@ def band_features(residual: np.ndarray, band: np.ndarray) -> np.ndarray:
         values = residual[:, band & phase, :]
         columns += [values.mean(axis=1), np.abs(values).mean(axis=1), np.log((values**2).mean(axis=1) + 1e-3)]
     return np.concatenate(columns, axis=1)
-
-
-def npr_residual(pixels: np.ndarray) -> np.ndarray:
-    """``(n, size, size, channels)`` -> each pixel minus the top-left pixel of its 2x2 cell."""
-    corner = np.repeat(np.repeat(pixels[:, ::2, ::2], 2, axis=1), 2, axis=2)
-    return pixels - corner[:, : pixels.shape[1], : pixels.shape[2]]
 
 
 def parse_bands(text: str) -> list[tuple[int, int]]:
@@ -119,9 +114,8 @@ def main() -> None:
     conditions["crop_0.8 (suite)"] = [degrade(b, BY_NAME["crop_0.8"]) for b in blobs]
 
     size = detector.config.image_size
-    probe = band_probe(args.data, size, bands)
     print(f"where the trace is, no detector: a linear probe on the NPR residual per band ({args.data}, {size} px)")
-    print(probe.text(), flush=True)
+    probe = band_probe(args.data, size, bands)
 
     print(f"{args.model} ({detector.config.architecture}, {size} px) on {args.data} test ({len(y)} images)")
     table = Table({"condition": "<24", "ROC-AUC [95 % CI]": ">22"})
@@ -140,8 +134,8 @@ def main() -> None:
 
 
 def band_probe(data, size: int, bands: list[tuple[int, int]]) -> Table:
-    """The probe's table: per band, its pixel count and the test ROC-AUC [95 % CI] of a logistic
-    regression on :func:`band_features`, fit on valid."""
+    """The probe's table, printed row by row: per band, its pixel count and the test ROC-AUC
+    [95 % CI] of a logistic regression on :func:`band_features`, fit on valid."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import make_pipeline
@@ -149,16 +143,15 @@ def band_probe(data, size: int, bands: list[tuple[int, int]]) -> Table:
 
     from deepfake_detection.data.pipeline import load_manifest
     from deepfake_detection.evaluation import fake_labels, roc_auc_interval
-    from deepfake_detection.model import DeepfakeDetector, DetectorConfig
 
-    decoder = DeepfakeDetector.of(None, DetectorConfig("residual", size, 0.5))
     residual, y = {}, {}
     for split in ("valid", "test"):
         rows = load_manifest(data, split)
-        residual[split] = npr_residual(decoder.decode([Path(f).read_bytes() for f in rows["file"]]))
+        residual[split] = npr_residual(as_seen(list(rows["file"]), None, size, seed=0))
         y[split] = fake_labels(rows)
     distance = ring_distance(size)
     table = Table({"band (px from edge)": "<20", "pixels": ">7", "probe ROC-AUC [95 % CI]": ">24"})
+    print(table.header(), flush=True)
     for low, high in bands:
         band = (distance >= low) & (distance <= high)
         if not band.any():
@@ -168,7 +161,10 @@ def band_probe(data, size: int, bands: list[tuple[int, int]]) -> Table:
         p_fake = probe.predict_proba(band_features(residual["test"], band))[:, 1]
         interval = roc_auc_interval(y["test"], p_fake)
         auc = roc_auc_score(y["test"], p_fake)
-        table.row(f"{low}-{high}", int(band.sum()), f"{auc:.3f} [{interval.low:.3f}, {interval.high:.3f}]")
+        print(
+            table.row(f"{low}-{high}", int(band.sum()), f"{auc:.3f} [{interval.low:.3f}, {interval.high:.3f}]"),
+            flush=True,
+        )
     return table
 
 

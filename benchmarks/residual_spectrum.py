@@ -32,13 +32,16 @@ BLOCKS = 8  # the spectrum is averaged over BLOCKS x BLOCKS blocks of frequencie
 CONDITIONS = "none,jpeg_q75,jpeg_q50,downscale_0.75x,downscale_0.5x,upscale_1.5x,blur_sigma0.5,blur_sigma1,crop_0.8"
 
 
+def npr_residual(pixels: np.ndarray) -> np.ndarray:
+    """``(n, size, size[, channels])`` -> each pixel minus the top-left pixel of its 2x2 cell."""
+    corner = np.repeat(np.repeat(pixels[:, ::2, ::2], 2, axis=1), 2, axis=2)
+    return pixels - corner[:, : pixels.shape[1], : pixels.shape[2]]
+
+
 def residual_spectra(pixels: np.ndarray) -> np.ndarray:
     """``(n, size, size, 3)`` pixels in [0, 255] -> ``(n, size, size)``: the log10 power spectrum
     of the grey NPR residual (DC at [0, 0]), less each image's mean over all frequencies."""
-    grey = pixels.mean(axis=-1)
-    corner = grey[:, ::2, ::2]
-    up = np.repeat(np.repeat(corner, 2, axis=1), 2, axis=2)[:, : grey.shape[1], : grey.shape[2]]
-    power = np.log10(np.abs(np.fft.fft2(grey - up)) ** 2 + 1e-6)
+    power = np.log10(np.abs(np.fft.fft2(npr_residual(pixels.mean(axis=-1)))) ** 2 + 1e-6)
     return power - power.mean(axis=(1, 2), keepdims=True)
 
 

@@ -357,7 +357,8 @@ def test_the_border_ring_is_replaced_by_the_interiors_edge_and_the_interior_kept
 
 def test_the_band_probe_reads_each_band_of_the_residual_alone(bench):
     import numpy as np
-    from image_border import band_features, npr_residual, parse_bands, ring_distance
+    from image_border import band_features, parse_bands, ring_distance
+    from residual_spectrum import npr_residual
 
     assert ring_distance(6).tolist() == [
         [0, 0, 0, 0, 0, 0],
