@@ -114,6 +114,16 @@ def isolated_tracking(tmp_path, monkeypatch):
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture
+def bench(monkeypatch):
+    """benchmarks/ importable, as it is for a script run from there."""
+    monkeypatch.syspath_prepend(str(PROJECT / "benchmarks"))
+    import _report
+    import _workspace
+
+    return _workspace, _report
+
+
 @contextlib.contextmanager
 def tracking_store(root: Path):
     """Work in ``root`` with its SQLite tracking store (``root/mlflow.db``, artifacts in
