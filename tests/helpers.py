@@ -30,6 +30,7 @@ TINY_TRAINING = {"arch": "custom_a", "image_size": 32, "epochs": 1, "tuner": "no
 # For a test that checks neither degraded scores nor the election that weighs them: valid and test
 # scored clean only, without the suite's 22 more scoring passes (about a quarter of a tiny training).
 CLEAN_ONLY = {"degradations": "none"}
+SEARCH = {"tuner": "random", "max_trials": 2}  # a search of two trials before the final fit
 
 
 def tiny_training(data, work_dir, **overrides) -> dict:

@@ -15,7 +15,13 @@ import pytest
 from conftest import write_keras2_weights
 from helpers import build_params
 
-from deepfake_detection.architectures import ARCHITECTURES, EMBEDDING_LAYER, OUTPUT_LAYER, WeightsError
+from deepfake_detection.architectures import (
+    ARCHITECTURES,
+    EMBEDDING_LAYER,
+    OUTPUT_LAYER,
+    WeightsError,
+    get_architecture,
+)
 from deepfake_detection.architectures.families import VGGFACE_URL
 
 COMMON = {"dropout": 0.3, "augment": 0.5, "learning_rate": 1e-3, "weight_decay": 1e-4, "label_smoothing": 0.05}
@@ -298,3 +304,35 @@ def test_generic_backbones_learn_on_the_npr_residual_from_scratch_and_on_rgb_wit
     path = write_keras2_weights(source, tmp_path / f"{name}.h5")  # loaded by layer name
     _, hp, pretrained = build(name, weights=str(path))
     assert "input" not in hp.values and pretrained.get_layer("preprocess")  # weights were learnt on RGB
+
+
+@pytest.mark.parametrize("name", build_params(ARCHITECTURES))
+def test_every_architecture_has_an_embedding_of_the_documented_size(name):
+    expected = {
+        "vggface16": 2048,
+        "densenet121": 1024,
+        "custom_a": 512,
+        "npr": 512,
+        "custom_c": 512,
+        "spectrum": 16,
+    }[name]  # spectrum: one ring per frequency up to Nyquist, image_size / 2
+    model = get_architecture(name, 32).build(kt.HyperParameters())
+    assert model.get_layer("embedding").output.shape[-1] == expected
+    assert model.output.shape[-1] == 1 and model.input.shape[1:] == (32, 32, 3)
+
+
+def test_azimuthal_spectrum_finds_the_frequency_of_a_stripe_pattern():
+    from deepfake_detection.architectures.families import AzimuthalSpectrum
+
+    size, frequency = 32, 5
+    stripes = np.cos(2 * np.pi * frequency * np.arange(size) / size)[None, :] * np.ones((size, 1))
+    images = np.repeat((0.5 + 0.4 * stripes)[None, :, :, None], 3, axis=-1).astype(np.float32)
+    flat = np.full_like(images, 0.5)
+    layer = AzimuthalSpectrum(size // 2)
+    spectrum, spectrum_flat = keras.ops.convert_to_numpy(layer(np.concatenate([images, flat])))
+    assert spectrum.shape == (16,)
+    assert int(np.argmax(spectrum[1:])) + 1 == frequency  # the stripes' ring stands out, DC aside
+    assert spectrum[frequency] - spectrum_flat[frequency] > 1  # mean log power of the ring rises
+    np.testing.assert_allclose(spectrum[1:frequency], spectrum_flat[1:frequency], atol=1e-3)
+    restored = AzimuthalSpectrum.from_config(layer.get_config())
+    assert restored.bins == 16

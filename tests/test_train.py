@@ -2,45 +2,33 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import io
 import json
-import os
-import signal
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import keras
-import keras_tuner as kt
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PROJECT, SHARED_ARCHITECTURES, mlflow_run, write_keras2_weights
+from conftest import PROJECT, SHARED_ARCHITECTURES
 from helpers import (
     CLEAN_ONLY,
+    SEARCH,
     aliases,
-    build_params,
-    cli_options,
     scored_on_valid,
     tiny_settings,
-    tiny_training,
-    wait_until,
 )
 from mlflow import MlflowClient
-from tracking_server import free_port
 
 from deepfake_detection import registry
-from deepfake_detection.architectures import ARCHITECTURES, WeightsError, get_architecture
 from deepfake_detection.config import TrainSettings
 from deepfake_detection.errors import DatasetError, DeepfakeError, TrackingError
 from deepfake_detection.evaluation import INTERVAL_METRICS, binary_metrics
 from deepfake_detection.training import run_training
-
-SEARCH = {"tuner": "random", "max_trials": 2}  # a search of two trials before the final fit
 
 
 def _children(client, experiment_id, parent_id):
@@ -296,101 +284,6 @@ def test_bad_training_input_fails_before_training(bench_dataset, tmp_path, monke
     assert not (tmp_path / "outputs").exists()
 
 
-def test_weights_file_of_the_wrong_shape_is_refused(bench_dataset, tmp_path):
-    other = get_architecture("npr", 32).build(kt.HyperParameters())
-    other.save_weights(tmp_path / "npr.weights.h5")
-    with pytest.raises(WeightsError, match="cannot load weights"):
-        run_training(tiny_settings(bench_dataset, tmp_path / "outputs", weights=str(tmp_path / "npr.weights.h5")))
-    assert MlflowClient().search_registered_models() == []
-    with pytest.raises(WeightsError, match="neither one of"):
-        get_architecture("custom_a", 32, weights=str(tmp_path / "nowhere.h5"))
-
-
-def test_vggface_weights_load_by_layer_name_from_a_legacy_h5(tmp_path):
-    keras.utils.set_random_seed(1)
-    source = get_architecture("vggface16", 32).build(kt.HyperParameters())
-    source.save(tmp_path / "vggface_like.h5")  # legacy HDF5: weights stored by layer name
-    keras.utils.set_random_seed(2)
-    loaded = get_architecture("vggface16", 32, weights=str(tmp_path / "vggface_like.h5")).build(kt.HyperParameters())
-    for layer in ("conv1_1", "conv5_3", "embedding"):
-        np.testing.assert_array_equal(
-            loaded.get_layer(layer).get_weights()[0], source.get_layer(layer).get_weights()[0]
-        )
-    with pytest.raises(WeightsError, match="VGGFace16 weights not found"):
-        os.environ["KERAS_HOME"] = str(tmp_path / "empty_keras_home")
-        try:
-            get_architecture("vggface16", 32, weights="vggface").build(kt.HyperParameters())
-        finally:
-            del os.environ["KERAS_HOME"]
-
-
-@pytest.mark.train
-def test_train_with_pretrained_weights_from_the_keras_cache_end_to_end(bench_dataset, tmp_path, monkeypatch):
-    """``--weights imagenet`` / ``vggface`` with the files where Keras and the VGGFace instructions put
-    them (locally built stand-ins in the published format): trained, registered, and the frozen
-    half of the backbone still holds the file's weights."""
-    from deepfake_detection.architectures.families import DENSENET_NOTOP_FILE, VGGFACE_FILE
-    from deepfake_detection.model import load_detector
-
-    home = tmp_path / "keras"
-    keras.utils.set_random_seed(11)
-    densenet = keras.applications.DenseNet121(include_top=False, weights=None, input_shape=(32, 32, 3))
-    write_keras2_weights(densenet, home / "models" / DENSENET_NOTOP_FILE)
-    vgg = get_architecture("vggface16", 32).build(kt.HyperParameters())
-    write_keras2_weights(keras.Model(vgg.input, vgg.get_layer("pool5").output), home / "models/vggface" / VGGFACE_FILE)
-    monkeypatch.setenv("KERAS_HOME", str(home))
-    monkeypatch.setattr("keras.src.utils.file_utils.get_file", None)  # no download can happen
-    checks = (("densenet121", "imagenet", densenet, "conv1_conv"), ("vggface16", "vggface", vgg, "conv1_1"))
-    for arch, weights, source, first_layer in checks:
-        with pytest.warns(UserWarning) if arch == "densenet121" else contextlib.nullcontext():
-            (result,) = run_training(
-                tiny_settings(
-                    bench_dataset, tmp_path / "outputs", arch=arch, weights=weights, num_samples=16, **CLEAN_ONLY
-                )
-            )
-        params = MlflowClient().get_run(result.run_id).data.params
-        assert params["weights"] == weights and params["best.fine_tune"] == "0.5"
-        model = load_detector(result.model_uri).keras_model
-        if arch == "densenet121":
-            model = model.get_layer("densenet121_backbone")
-        for mine, theirs in zip(
-            model.get_layer(first_layer).get_weights(), source.get_layer(first_layer).get_weights()
-        ):
-            np.testing.assert_array_equal(mine, theirs)  # loaded, then frozen by fine_tune 0.5
-
-
-@pytest.mark.parametrize("name", build_params(ARCHITECTURES))
-def test_every_architecture_has_an_embedding_of_the_documented_size(name):
-    expected = {
-        "vggface16": 2048,
-        "densenet121": 1024,
-        "custom_a": 512,
-        "npr": 512,
-        "custom_c": 512,
-        "spectrum": 16,
-    }[name]  # spectrum: one ring per frequency up to Nyquist, image_size / 2
-    model = get_architecture(name, 32).build(kt.HyperParameters())
-    assert model.get_layer("embedding").output.shape[-1] == expected
-    assert model.output.shape[-1] == 1 and model.input.shape[1:] == (32, 32, 3)
-
-
-def test_azimuthal_spectrum_finds_the_frequency_of_a_stripe_pattern():
-    from deepfake_detection.architectures.families import AzimuthalSpectrum
-
-    size, frequency = 32, 5
-    stripes = np.cos(2 * np.pi * frequency * np.arange(size) / size)[None, :] * np.ones((size, 1))
-    images = np.repeat((0.5 + 0.4 * stripes)[None, :, :, None], 3, axis=-1).astype(np.float32)
-    flat = np.full_like(images, 0.5)
-    layer = AzimuthalSpectrum(size // 2)
-    spectrum, spectrum_flat = keras.ops.convert_to_numpy(layer(np.concatenate([images, flat])))
-    assert spectrum.shape == (16,)
-    assert int(np.argmax(spectrum[1:])) + 1 == frequency  # the stripes' ring stands out, DC aside
-    assert spectrum[frequency] - spectrum_flat[frequency] > 1  # mean log power of the ring rises
-    np.testing.assert_allclose(spectrum[1:frequency], spectrum_flat[1:frequency], atol=1e-3)
-    restored = AzimuthalSpectrum.from_config(layer.get_config())
-    assert restored.bins == 16
-
-
 def test_the_train_run_names_the_best_architecture_that_beats_chance_and_none_when_none_does():
     from deepfake_detection.training import ArchitectureResult, log_summary
 
@@ -459,127 +352,3 @@ def test_mlflow_run_train_many_architectures(shared_store):
     assert project_run.data.metrics["best_test_roc_auc"] == pytest.approx(best.data.metrics["test_roc_auc"])
     note = project_run.data.tags["mlflow.note.content"]
     assert note.startswith(f"**Best: {winner}**") and note.count("\n| ") == len(children) + 1
-
-
-def _wait_for(process, root: Path, pattern: str) -> None:
-    wait_until(lambda: list(root.glob(pattern)), 300, pattern, process=process, interval=0.05)
-
-
-@pytest.mark.train
-def test_train_killed_mid_search_and_mid_fit_resumes_and_leaves_no_orphans(bench_dataset, tmp_path):
-    work = tmp_path / "outputs"
-    options = tiny_training(bench_dataset, work, epochs=6, batch_size=8, patience=10, **SEARCH, **CLEAN_ONLY)
-    command = [sys.executable, "-m", "deepfake_detection", "train", *cli_options(options)]
-    log = (tmp_path / "train.log").open("w")
-    first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    _wait_for(first, work, "custom_a-*/tuner/search/trial_*")  # inside the first trial
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    second = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    _wait_for(second, work, "custom_a-*/fit-*-epochs/backup/training_metadata.json")  # the fit has backed up an epoch
-    second.send_signal(signal.SIGKILL)
-    second.wait()
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name("deepfake-detection")
-    assert client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")  # left behind by the kills
-    assert client.search_registered_models() == []
-
-    # The third goes through `mlflow run`, which resumes a project run it made: orphans are reaped there too.
-    third = mlflow_run("train", options, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    assert third.returncode == 0, (tmp_path / "train.log").read_text()[-3000:]
-    assert "custom_a: resuming study" in (tmp_path / "train.log").read_text()
-    runs = client.search_runs([experiment.experiment_id])
-    assert not [r for r in runs if r.info.status == "RUNNING"]
-    orphans = [r for r in runs if r.data.tags.get("failure", "").startswith("orphaned")]
-    assert orphans and all(r.info.status == "FAILED" for r in orphans)
-    assert {r.data.tags.get("pid") for r in orphans if "pid" in r.data.tags} == {str(first.pid), str(second.pid)}
-    (version,) = client.search_model_versions("name = 'deepfake-custom_a'")
-    assert str(version.version) == "1"
-    assert len(list(work.glob("custom_a-*/tuner/search/trial_*"))) == 2  # the search resumed, no trial added
-    (final,) = [r for r in runs if r.info.run_name == "train-custom_a" and r.info.status == "FINISHED"]
-    assert final.data.metrics["epochs_run"] < 6  # the fit went on from its backup instead of starting over
-
-
-MIRRORED = """
-import json, sys
-import tensorflow as tf
-
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from deepfake_detection.config import TrainSettings
-from deepfake_detection.training import run_training
-
-(result,) = run_training(TrainSettings(**json.loads(sys.argv[1])))
-print("registered", result.version, result.test["roc_auc"])
-"""
-
-
-@pytest.mark.train
-def test_mirrored_strategy_trains_on_two_logical_devices(bench_dataset, tmp_path):
-    settings = tiny_training(
-        bench_dataset, tmp_path / "outputs", tuner="random", max_trials=1, distribute="mirrored", **CLEAN_ONLY
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", MIRRORED, json.dumps(settings)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "registered 1" in result.stdout
-    client = MlflowClient()
-    (child,) = [
-        r
-        for r in client.search_runs([client.get_experiment_by_name("deepfake-detection").experiment_id])
-        if r.info.run_name == "train-custom_a"
-    ]
-    assert child.data.params["distribute"] == "mirrored"
-    assert child.data.params["devices"].split(",") == [
-        "/job:localhost/replica:0/task:0/device:CPU:0",
-        "/job:localhost/replica:0/task:0/device:CPU:1",
-    ]
-    assert child.data.metrics["test_roc_auc"] == pytest.approx(float(result.stdout.split("registered 1")[1].split()[0]))
-    images = pd.DataFrame({"image": [p.read_bytes() for p in sorted((bench_dataset / "test").rglob("*.jpg"))[:4]]})
-    assert len(mlflow.pyfunc.load_model("models:/deepfake-custom_a@champion").predict(images)) == 4
-
-
-MULTI_WORKER = """
-import json, os, sys
-ports, index = sys.argv[1].split(","), int(sys.argv[2])
-os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                                      "task": {"type": "worker", "index": index}})
-import numpy as np, tensorflow as tf, keras
-strategy = tf.distribute.MultiWorkerMirroredStrategy()
-with strategy.scope():
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
-    model.compile("sgd", "binary_crossentropy")
-x = np.random.default_rng(0).random((64, 4), dtype=np.float32)
-model.fit(tf.data.Dataset.from_tensor_slices((x, x[:, 0] > 0.5)).batch(16), epochs=1, verbose=0)
-print("fit finished on worker", index)
-"""
-
-
-@pytest.mark.train
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,  # a pass is news: the README says this is no route because of the bug
-    reason="Keras 3 fit under MultiWorkerMirroredStrategy: 'unsupported type PerReplica' "
-    "(keras-team/keras#20585); passes once the upstream fix lands",
-)
-def test_multi_worker_mirrored_strategy_fits_across_two_processes(tmp_path):
-    ports = ",".join(str(free_port()) for _ in range(2))
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", MULTI_WORKER, ports, str(i)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outputs = [worker.communicate(timeout=180)[0] for worker in workers]
-    for worker, output in zip(workers, outputs):
-        if worker.returncode != 0 and "PerReplica" not in output:  # not the known bug: a real failure
-            raise RuntimeError(output[-3000:])
-    assert [w.returncode for w in workers] == [0, 0], outputs[0][-1500:]
-    assert all("fit finished" in output for output in outputs)
